@@ -111,6 +111,13 @@ def pid_alive(pid):
 # paths and names
 
 
+def dataset_dir(dataset, data_dir=None):
+    """The folder of a dataset's queue and meta.pkl: the `data_dir` key, else data/<dataset>/."""
+    if data_dir:
+        return data_dir
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', dataset)
+
+
 def queue_dir(data_dir):
     return os.path.join(data_dir, QUEUE_NAME)
 
