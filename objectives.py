@@ -1,0 +1,130 @@
+"""
+The training objectives, in one place: which positions of a batch carry a loss and what label each
+one has. Every objective reduces to the same thing, a float32 cross-entropy over the positions whose
+label is not IGNORE_INDEX, so there is one helper that computes it per row and everything else only
+builds labels. See docs/model.md for what each objective teaches the model.
+
+    unmasking       x has [MASK] (or other corruption) at some positions; learn the original there.
+    remasking       x has real but wrong characters at some positions; learn the original character
+                    where x is right and [WRONG] where x was corrupted. Two loss scopes:
+                    'corrupted_only' (Approach A) and 'all_positions' (Approach B).
+    autoregressive  the causal reference model: next-character prediction on clean text.
+"""
+
+import torch
+from torch.nn import functional as F
+
+from configurator import UserError
+from data.corpus import IGNORE_INDEX
+
+TRAINING_TYPES = ('unmasking', 'remasking', 'autoregressive')
+REMASKING_LOSS_TYPES = ('corrupted_only', 'all_positions')
+# corruptions that put only real characters into x (no [MASK]): what a remasking model must see
+MASK_FREE_CORRUPTIONS = ('random_replacement', 'inference_replacement')
+
+
+def _cross_entropy_per_row(logits, labels):
+    """(loss_sum (B,), count (B,)): float32 CE summed over each row's positions whose label is not
+    IGNORE_INDEX, and how many there were. Ignored positions contribute an exact 0 that still has a
+    gradient, so a batch without any labelled position gives a loss of 0, not NaN."""
+    B, T, V = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(B * T, V), labels.reshape(B * T),
+                         ignore_index=IGNORE_INDEX, reduction='none').view(B, T)  # (B, T)
+    return ce.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1)
+
+
+def _mean(loss_sum, count):
+    """Mean over every labelled position of the batch (not a mean of row means: rows with more
+    labels weigh more, exactly like F.cross_entropy with ignore_index)."""
+    return loss_sum.sum() / count.sum().clamp(min=1)
+
+
+def clean_text(x, y):
+    """The uncorrupted sequence (B, T) from any queue: y where it has a label, x where it is ignored
+    (with partial labels the ignored positions are exactly the ones left untouched in x)."""
+    return torch.where(y == IGNORE_INDEX, x, y)
+
+
+def remasking_targets(x, y, wrong_token_id):
+    """(targets, corrupted) for remasking: x is the corrupted input (real characters at corrupted
+    positions), y the original text (full targets). corrupted = (x != y); targets is y where x is
+    unchanged and wrong_token_id where it was corrupted. Positions where y is IGNORE_INDEX stay ignored
+    (a partial-label queue cannot train remasking; check_queue_fits refuses it up front)."""
+    corrupted = (x != y) & (y != IGNORE_INDEX)  # (B, T) bool
+    targets = torch.where(corrupted, torch.full_like(y, wrong_token_id), y)  # (B, T)
+    return targets, corrupted
+
+
+def remasking_labels(x, y, wrong_token_id, loss_type):
+    """Labels (B, T) for a remasking loss scope.
+
+    'corrupted_only' (Approach A): loss only where x was corrupted, label [WRONG] there. Every
+        labelled position has the same answer, so this rewards predicting [WRONG] everywhere: it never
+        penalises flagging a correct character. Kept as specified, for the A/B comparison.
+    'all_positions' (Approach B): loss at every position; [WRONG] where corrupted, the original
+        character elsewhere. This rewards both catching wrong characters and leaving right ones alone
+        (flagging a correct character costs as much as missing a wrong one).
+    """
+    targets, corrupted = remasking_targets(x, y, wrong_token_id)
+    if loss_type == 'corrupted_only':
+        return targets.masked_fill(~corrupted, IGNORE_INDEX)
+    if loss_type == 'all_positions':
+        return targets
+    raise UserError(f"remasking_loss_type={loss_type!r} is unknown; use one of {REMASKING_LOSS_TYPES}")
+
+
+def _logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_token_id):
+    """The logits and the labels (with IGNORE_INDEX where no loss) that define each training type."""
+    if training_type == 'unmasking':
+        return logits, y
+    if training_type == 'remasking':
+        return logits, remasking_labels(x, y, wrong_token_id, remasking_loss_type)
+    if training_type == 'autoregressive':
+        # position t predicts character t+1; the model must have been fed clean_text(x, y) (x == y for
+        # a full-label queue with no corruption), otherwise this is not the autoregressive reference
+        return logits[:, :-1], clean_text(x, y)[:, 1:]  # (B, T-1, V), (B, T-1)
+    raise UserError(f"training_type={training_type!r} is unknown; use one of {TRAINING_TYPES}")
+
+
+def per_row_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None):
+    """(loss_sum (B,), count (B,)) for each row, so that losses can be averaged per validation stage:
+    stage loss = loss_sum[rows].sum() / count[rows].sum()."""
+    return _cross_entropy_per_row(*_logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_token_id))
+
+
+def compute_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None):
+    """Scalar training loss: logits (B, T, V) from the model on input x (B, T); y (B, T) the queue's labels."""
+    return _mean(*per_row_loss(logits, x, y, training_type, remasking_loss_type, wrong_token_id))
+
+
+def unmasking_loss(logits, targets):
+    """CE over positions whose target is not IGNORE_INDEX (all of them with full targets); 0 when none."""
+    return _mean(*_cross_entropy_per_row(logits, targets))
+
+
+def remasking_loss(logits, x, y, wrong_token_id, loss_type):
+    """Remasking CE with the scope of `loss_type` (see remasking_labels for what each rewards)."""
+    return _mean(*_cross_entropy_per_row(logits, remasking_labels(x, y, wrong_token_id, loss_type)))
+
+
+def check_queue_fits(meta, training_type):
+    """Raise UserError (one line naming the config to use) when the queue described by `meta` cannot
+    train `training_type`.
+
+    unmasking accepts partial or full labels. remasking needs full labels and corruption made only of
+    real characters (no [MASK] share), because it derives [WRONG] from x != y. autoregressive accepts
+    any queue: it learns from clean_text(x, y), which every label semantics can reconstruct.
+    """
+    if training_type not in TRAINING_TYPES:
+        raise UserError(f"training_type={training_type!r} is unknown; use one of {TRAINING_TYPES}")
+    if training_type != 'remasking':
+        return
+    remasking_fix = ("use config/train_remasking_all_positions.py (char_random_replacement with "
+                     "dataset_partial_targets=False and train_corruption_mixture with mask weight 0)")
+    if meta.get('label_semantics') != 'full':
+        raise UserError(f"remasking needs full targets but the queue has label_semantics="
+                        f"{meta.get('label_semantics')!r}: {remasking_fix}")
+    if meta.get('mixture_has_mask') or meta.get('corruption_type') not in MASK_FREE_CORRUPTIONS:
+        raise UserError(f"remasking needs full targets without a [MASK] share but the queue has corruption_type="
+                        f"{meta.get('corruption_type')!r}, mixture_has_mask={meta.get('mixture_has_mask')!r}: "
+                        f"{remasking_fix}")
