@@ -76,8 +76,11 @@ def parse_value(text):
         return text  # not a Python literal: a plain string such as out-dir or cuda:0
 
 
-def coerce(key, value, current, source):
-    """Check `value` against the type of the value it replaces; convert where that is lossless."""
+def coerce(key, value, current, source, text=None):
+    """Check `value` against the type of the value it replaces; convert where that is lossless.
+
+    `text` is the command-line spelling of `value`: a string key takes it as typed.
+    """
     if current is None or value is None or type(value) is type(current):
         return value
     if isinstance(current, float) and type(value) is int:
@@ -85,7 +88,7 @@ def coerce(key, value, current, source):
     if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
         return type(current)(value)
     if isinstance(current, str) and source == 'command line':
-        return str(value)  # --out_dir=123 means the folder named '123'
+        return text if text is not None else str(value)  # --out_dir=1e3 means the folder '1e3'
     raise UserError(f"{key} expects a {type(current).__name__} (like {current!r}) "
                     f"but {source} gives {type(value).__name__} {value!r}")
 
@@ -116,6 +119,8 @@ def load_composition(values):
     if not name:
         return {}
     dataset = values.get('dataset')
+    if not dataset:
+        raise UserError(f"composition_config '{name}' needs a dataset: set dataset = '<folder under data/>'")
     path = composition_path(dataset, name)
     if not os.path.isfile(path):
         folder = os.path.dirname(path)
@@ -162,8 +167,8 @@ def all_known_keys(dataset):
     return known | {'dataset', 'composition_config'}
 
 
-def warn_unread_keys(file_keys, dataset):
-    known = all_known_keys(dataset)
+def warn_unread_keys(file_keys, dataset, script_keys=()):
+    known = all_known_keys(dataset) | set(script_keys)  # the running script reads its own keys
     for key, path in file_keys.items():
         if key not in known:
             print(f"warning: {path} sets '{key}', which no script reads{closest_key(key, known)}",
@@ -194,9 +199,9 @@ def load_config(defaults, argv, extra_defaults=None, warn_unread=True):
     for key, text in overrides:
         if key not in values:
             raise UserError(f"unknown config key '{key}'{closest_key(key, values)}")
-        values[key] = coerce(key, parse_value(text), values[key], 'command line')
+        values[key] = coerce(key, parse_value(text), values[key], 'command line', text)
     if warn_unread:
-        warn_unread_keys(file_keys, values.get('dataset'))
+        warn_unread_keys(file_keys, values.get('dataset'), base)
     return Config(values)
 
 

@@ -1,0 +1,192 @@
+"""configurator.py: config files, composition files, --key=value overrides and their errors."""
+import os
+
+import pytest
+
+import configurator
+from configurator import UserError, load_config, run_cli
+
+DEFAULTS = dict(batch_size=64, learning_rate=1e-3, out_dir='out', compile=True, betas=(0.9, 0.95),
+                stages=[], init_from=None, dataset='', composition_config='')
+
+
+@pytest.fixture(autouse=True)
+def known_keys_are_ours(monkeypatch):
+    """Keys a config file may set: DEFAULTS plus what the config itself declares, not the keys of
+    whatever train.py / sample.py / providers exist at the time (they are not what is tested)."""
+    monkeypatch.setattr(configurator, 'SCRIPT_MODULES', ())
+    monkeypatch.setattr(configurator, 'provider_keys', lambda dataset: {})
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_from_takes_lowercase_plain_values():
+    namespace = dict(batch_size=1, IGNORE_INDEX=-100, _private=2, os=os, main=print, betas=(0.9,))
+    assert configurator.defaults_from(namespace) == dict(batch_size=1, betas=(0.9,))
+
+
+def test_config_file_runs_with_its_own_path(tmp_path):
+    config = write(tmp_path / 'cfg' / 'x.py', "import os\n"
+                                               "out_dir = os.path.join(os.path.dirname(__file__), 'runs')\n"
+                                               "batch_size = 8\n"
+                                               "learning_rate = learning_rate * 2  # builds on the default\n")
+    cfg = load_config(DEFAULTS, [config])
+    assert cfg.out_dir == str(tmp_path / 'cfg' / 'runs')
+    assert cfg.batch_size == 8 and cfg.learning_rate == 2e-3
+    assert 'os' not in cfg and '__file__' not in cfg  # modules and dunders are not keys
+
+
+def test_config_files_apply_in_order_then_overrides(tmp_path):
+    first = write(tmp_path / 'a.py', "batch_size = 8\nout_dir = 'a'\n")
+    second = write(tmp_path / 'b.py', "batch_size = 16\n")
+    cfg = load_config(DEFAULTS, [first, second, '--out_dir=c'])
+    assert (cfg.batch_size, cfg.out_dir) == (16, 'c')
+
+
+@pytest.mark.parametrize('argument, key, expected', [
+    ('--betas=(0.8,0.99)', 'betas', (0.8, 0.99)),
+    ('--betas=[0.8,0.99]', 'betas', (0.8, 0.99)),          # a list where a tuple lives stays a tuple
+    ("--stages=[{'type':'random'}]", 'stages', [{'type': 'random'}]),
+    ('--init_from=None', 'init_from', None),
+    ('--init_from=resume', 'init_from', 'resume'),          # no default type to check against
+    ('--compile=False', 'compile', False),
+    ('--out_dir=a=b', 'out_dir', 'a=b'),                    # '=' in a value: split at the first one
+    ('--out_dir=out-x', 'out_dir', 'out-x'),                # not a literal: a plain string
+    ("--out_dir='quoted'", 'out_dir', 'quoted'),
+    ('--out_dir=1e3', 'out_dir', '1e3'),                    # a string key keeps the text as typed
+    ('--out_dir=None', 'out_dir', None),
+    ('--learning_rate=1', 'learning_rate', 1.0),            # int -> float is lossless
+    ('--batch_size=32', 'batch_size', 32),
+])
+def test_overrides_are_literals(argument, key, expected):
+    cfg = load_config(DEFAULTS, [argument])
+    assert cfg[key] == expected and type(cfg[key]) is type(expected)
+
+
+def test_unknown_command_line_key_names_the_closest_key():
+    with pytest.raises(UserError, match=r"unknown config key 'batch_sise' \(did you mean 'batch_size'\?\)"):
+        load_config(DEFAULTS, ['--batch_sise=3'])
+
+
+@pytest.mark.parametrize('argument', ['--batch_size=1.5', '--compile=1', '--batch_size=True',
+                                      '--learning_rate=fast', '--betas=0.9'])
+def test_wrong_type_on_the_command_line(argument):
+    key = argument[2:].split('=')[0]
+    with pytest.raises(UserError, match=rf"^{key} expects a .* but command line gives"):
+        load_config(DEFAULTS, [argument])
+
+
+def test_wrong_type_in_a_config_file(tmp_path):
+    config = write(tmp_path / 'x.py', "batch_size = '64'\n")
+    with pytest.raises(UserError, match=rf"batch_size expects a int .* but {config} gives str"):
+        load_config(DEFAULTS, [config])
+
+
+def test_override_without_value():
+    with pytest.raises(UserError, match="'--compile' needs a value: write --compile=VALUE"):
+        load_config(DEFAULTS, ['--compile'])
+
+
+def test_unread_config_file_key_is_a_warning(tmp_path, capsys):
+    config = write(tmp_path / 'x.py', "learning_rat = 0.1\nbatch_size = 8\nnew_knob = 3\n")
+    cfg = load_config(DEFAULTS, [config])
+    assert cfg.learning_rat == 0.1  # kept: another script may read it
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"warning: {config} sets 'learning_rat', which no script reads "
+                     f"(did you mean 'learning_rate'?)",
+                     f"warning: {config} sets 'new_knob', which no script reads"]
+
+
+def test_config_file_key_is_overridable_on_the_command_line(tmp_path):
+    config = write(tmp_path / 'x.py', "provider_knob = 3\n")
+    assert load_config(DEFAULTS, [config, '--provider_knob=4'], warn_unread=False).provider_knob == 4
+
+
+def test_extra_defaults_are_known_and_checked():
+    extra = dict(max_backlog_files=8)
+    assert load_config(DEFAULTS, ['--max_backlog_files=2'], extra_defaults=extra).max_backlog_files == 2
+    with pytest.raises(UserError):
+        load_config(DEFAULTS, ['--max_backlog_files=two'], extra_defaults=extra)
+
+
+@pytest.fixture
+def compositions(tmp_path, monkeypatch):
+    """data/<dataset>/config/ lives under tmp_path for the test."""
+    monkeypatch.setattr(configurator, 'composition_path',
+                        lambda dataset, name: str(tmp_path / 'data' / dataset / 'config' / f'{name}.py'))
+    write(tmp_path / 'data' / 'toy' / 'config' / 'two_stages.py',
+          "stages = [dict(type='random', max_masked_ratio=0.5),\n"
+          "          dict(type='span', spans_count=batch_size // 32)]\n")
+    return tmp_path
+
+
+def test_composition_path_points_into_the_dataset_folder():
+    assert configurator.composition_path('char_diffusion', 'x') == os.path.join(
+        configurator.REPO_ROOT, 'data', 'char_diffusion', 'config', 'x.py')
+
+
+def test_composition_config_from_a_config_file(compositions, capsys):
+    config = write(compositions / 'x.py', "dataset = 'toy'\ncomposition_config = 'two_stages'\n")
+    cfg = load_config(DEFAULTS, [config])
+    assert cfg.stages == [dict(type='random', max_masked_ratio=0.5), dict(type='span', spans_count=2)]
+    assert capsys.readouterr().err == ''
+
+
+def test_composition_config_from_the_command_line(compositions):
+    cfg = load_config(DEFAULTS, ['--dataset=toy', '--composition_config=two_stages', '--batch_size=96'])
+    assert cfg.stages[1] == dict(type='span', spans_count=2)  # sees the values before overrides
+    assert cfg.batch_size == 96
+
+
+def test_missing_composition_lists_the_available_ones(compositions):
+    expected = r"composition_config 'three' not found at .*available: \['two_stages'\]"
+    with pytest.raises(UserError, match=expected):
+        load_config(DEFAULTS, ['--dataset=toy', '--composition_config=three'])
+
+
+def test_composition_needs_a_dataset():
+    with pytest.raises(UserError, match="needs a dataset"):
+        load_config(DEFAULTS, ['--composition_config=two_stages'])
+
+
+def test_missing_config_file(tmp_path):
+    missing = str(tmp_path / 'nope.py')
+    with pytest.raises(UserError, match=f"config file {missing} does not exist"):
+        load_config(DEFAULTS, [missing])
+
+
+def test_broken_config_file_says_where(tmp_path):
+    config = write(tmp_path / 'x.py', "batch_size = undefined_name\n")
+    with pytest.raises(UserError, match=f"config file {config} failed: NameError"):
+        load_config(DEFAULTS, [config])
+
+
+def test_run_cli_prints_one_error_line_and_exits_2(capsys, monkeypatch):
+    monkeypatch.setattr('sys.argv', ['script.py', '--batch_sise=3'])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda argv: load_config(DEFAULTS, argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith("error: unknown config key 'batch_sise'")
+
+
+def test_run_cli_passes_argv_and_returns_normally(monkeypatch):
+    seen = []
+    monkeypatch.setattr('sys.argv', ['script.py', 'a.py', '--k=1'])
+    run_cli(seen.append)
+    assert seen == [['a.py', '--k=1']]
+
+
+def test_config_reads_as_attributes():
+    cfg = load_config(DEFAULTS, [])
+    assert cfg.batch_size == cfg['batch_size'] == 64
+    with pytest.raises(AttributeError):
+        cfg.nope
+
+
+def test_fingerprint_is_order_independent():
+    assert configurator.config_fingerprint(dict(a=1, b=2)) == configurator.config_fingerprint(dict(b=2, a=1))
