@@ -1,0 +1,71 @@
+"""The corpus download path, against a local HTTP server (no network needed)."""
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from configurator import UserError
+from data import corpus
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www; yields its base URL."""
+    www = tmp_path / 'www'
+    www.mkdir()
+    (www / 'input.txt').write_text(TEXT, encoding='utf-8')
+    handler = lambda *a, **kw: QuietHandler(*a, directory=str(www), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{httpd.server_address[1]}'
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_download_renames_into_place(server, tmp_path):
+    path = tmp_path / 'corpus' / 'input.txt'
+    corpus.download(f'{server}/input.txt', str(path))
+    assert path.read_text(encoding='utf-8') == TEXT
+    assert os.listdir(path.parent) == ['input.txt']  # no temporary file left
+
+
+def test_failed_download_says_where_to_put_the_file(server, tmp_path):
+    path = tmp_path / 'corpus' / 'input.txt'
+    with pytest.raises(UserError) as excinfo:
+        corpus.download(f'{server}/missing.txt', str(path))
+    message = str(excinfo.value)
+    assert str(path) in message and 'missing.txt' in message
+    assert os.listdir(path.parent) == []  # neither the file nor a temporary one
+
+
+def test_read_corpus_downloads_the_default_corpus_when_missing(server, tmp_path, monkeypatch):
+    path = tmp_path / 'tinyshakespeare' / 'input.txt'
+    monkeypatch.setattr(corpus, 'DEFAULT_CORPUS', str(path))
+    assert corpus.read_corpus(None, url=f'{server}/input.txt') == TEXT
+    assert path.exists()
+    assert corpus.read_corpus(None, url=f'{server}/gone.txt') == TEXT  # present now: no second download
+
+
+def test_missing_input_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match='does not exist'):
+        corpus.read_corpus(str(tmp_path / 'nope.txt'))
+
+
+def test_vocab_and_encoding_round_trip():
+    vocab = corpus.build_vocab(TEXT)
+    ids = corpus.encode(TEXT, vocab['stoi'])
+    assert ids.dtype == np.int64 and corpus.decode(ids, vocab['itos']) == TEXT
+    assert vocab['mask_token_id'] == len(vocab['chars']) and vocab['vocab_size'] == len(vocab['chars']) + 2
