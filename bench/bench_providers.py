@@ -47,23 +47,32 @@ def time_phases(provider, seq):
     return times
 
 
-def main(argv):
+def producer_rate(argv):
+    """(config, tokens/s, {phase: seconds per file}) of the provider that argv configures."""
     provider_cls = load_provider_class(dataset_from_argv(argv, dataset))
     cfg = load_config(provider_cls.config_defaults(), argv, extra_defaults=dict(n_files=n_files), warn_unread=False)
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg['num_threads'])
-    provider = provider_cls(cfg)
-    time_phases(provider, seq=0)  # warm-up
-    totals = {}
-    for seq in range(1, cfg['n_files'] + 1):
-        for name, seconds in time_phases(provider, seq).items():
-            totals[name] = totals.get(name, 0.0) + seconds
+    try:
+        provider = provider_cls(cfg)
+        time_phases(provider, seq=0)  # warm-up
+        totals = {}
+        for seq in range(1, cfg['n_files'] + 1):
+            for name, seconds in time_phases(provider, seq).items():
+                totals[name] = totals.get(name, 0.0) + seconds
+    finally:
+        torch.set_num_threads(threads)
     tokens = cfg['n_files'] * provider.rows_per_file * cfg['block_size']
-    seconds = sum(totals.values())
+    return cfg, tokens / sum(totals.values()), {k: t / cfg['n_files'] for k, t in totals.items()}
+
+
+def main(argv):
+    cfg, rate, per_file = producer_rate(argv)
     mode = cfg.get('composition_config') or f"mask_probability={cfg.get('mask_probability')}"
-    breakdown = ', '.join(f"{name} {1000 * t / cfg['n_files']:.1f}ms" for name, t in totals.items())
+    breakdown = ', '.join(f"{name} {1000 * t:.1f}ms" for name, t in per_file.items())
     print(f"{cfg['dataset']} ({mode}), batch {cfg['batch_size']}x{cfg['block_size']}, "
           f"{cfg['batches_per_file']} batches/file, {cfg['num_threads']} thread(s): "
-          f"{tokens / seconds / 1e6:.2f}M tokens/s; per file: {breakdown}")
+          f"{rate / 1e6:.2f}M tokens/s; per file: {breakdown}")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
 """
 Timings of the masking kernels, vectorised and reference, on one CPU thread.
 
-    python -m data.char_diffusion.masking_bench [n_rows] [block_size]
+    python bench/masking_kernels.py [n_rows] [block_size]
 
 `time_masking_kernels()` returns the rows that bench/bench_pipeline.py (or a test) can print.
 Each timing is the best of several repeats of the process CPU time (with one torch thread),
 because on a shared machine wall time also counts the time other processes hold the core.
 """
 
+import os
 import sys
 import time
 
 import torch
 
-from data.char_diffusion import masking_utils as mu
-from data.char_random_replacement import corruption
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data.char_diffusion import masking_utils as mu  # noqa: E402
+from data.char_random_replacement import corruption  # noqa: E402
 
 HEAVY_STICKY = {'type': 'sticky', 'target_masked_ratio': 0.9, 'p1_probability': 0.05, 'p2_probability': 0.6}
 STAGES = [

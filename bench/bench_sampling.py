@@ -1,0 +1,117 @@
+"""
+Speed of sample.py's generation loops: characters per second and model forward passes per sample,
+for every remasking mode and the edit loop, at num_samples 1 and 16.
+
+By default the models are randomly initialised at the quick config's size (4 layers, 4 heads,
+128 wide) with block_size 1024, so no trained checkpoint is needed; random weights make the
+threshold mode run to its safety limit, which is the worst case. --checkpoint (and optionally
+--remasking_checkpoint) measure real models instead.
+
+$ python bench/bench_sampling.py                         # CPU, and CUDA when available
+$ python bench/bench_sampling.py --devices=cuda --num_samples=1,16,64
+$ python bench/bench_sampling.py --checkpoint=out-shakespeare-char-quick/ckpt_unmasking_5000.pt
+"""
+
+import argparse
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import sample  # noqa: E402
+from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from configurator import Config  # noqa: E402
+from data.corpus import build_vocab  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+
+N_CHARS = 65  # Tiny Shakespeare
+MODES = {  # name -> (sampler, settings, needs a remasking model)
+    'random': ('diffusion', dict(), False),
+    'intelligent-fallback': ('diffusion', dict(use_intelligent_remasking=True), False),
+    'intelligent': ('diffusion', dict(use_intelligent_remasking=True), True),
+    'threshold': ('diffusion', dict(use_intelligent_remasking=True, remasking_confidence_threshold=0.01), True),
+    'mixed': ('diffusion', dict(use_intelligent_remasking=True, use_mixed_remasking=True,
+                                remasking_confidence_threshold=0.01), True),
+    'edit': ('edit', dict(), False),
+}
+
+
+def random_models(block_size, device):
+    args = dict(block_size=block_size, vocab_size=N_CHARS + 2, n_layer=4, n_head=4, n_embd=128,
+                dropout=0.0, bias=False)
+    torch.manual_seed(0)
+    models = [GPT(GPTConfig(**args)).to(device).eval() for _ in range(2)]
+    vocab = build_vocab(''.join(chr(33 + i) for i in range(N_CHARS)))
+    return models, vocab
+
+
+def checkpoint_models(path, rpath, device):
+    ckpt = load_checkpoint(path)
+    models = [model_from_checkpoint(ckpt, device)]
+    models.append(model_from_checkpoint(load_checkpoint(rpath), device) if rpath else None)
+    return models, ckpt['meta']
+
+
+def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
+    kind, settings, needs_remasker = MODES[name]
+    cfg = Config(dict(sample.DEFAULTS, num_samples=num_samples, sequence_length=length,
+                      diffusion_iterations=iterations, max_iterations=iterations, **settings))
+    unmasker = sample.Forward(models[0], ctx)
+    remasker = sample.Forward(models[1], ctx) if needs_remasker else None
+    ids = sample.Vocab(vocab['stoi'], vocab['itos'], vocab['mask_token_id'], vocab['wrong_token_id'])
+    prompt = torch.zeros(0, dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    if kind == 'diffusion':
+        tokens, _ = sample.diffusion_generate(unmasker, remasker, prompt, cfg, sample.remasking_mode(cfg),
+                                              ids, generator, log=lambda *a: None)
+    else:
+        tokens, _ = sample.edit_generate(unmasker, prompt, cfg, ids, generator, length, log=lambda *a: None)
+    sync()
+    seconds = time.perf_counter() - t0
+    rows = unmasker.rows + (remasker.rows if remasker else 0)
+    return tokens.numel() / seconds, rows / num_samples, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--devices', default=None, help="comma list; default cpu plus cuda when available")
+    parser.add_argument('--num_samples', default='1,16')
+    parser.add_argument('--modes', default=','.join(MODES))
+    parser.add_argument('--sequence_length', type=int, default=1024)
+    parser.add_argument('--iterations', type=int, default=30, help='diffusion_iterations / max_iterations')
+    parser.add_argument('--repeat', type=int, default=1, help='report the fastest of this many runs (noisy machines)')
+    parser.add_argument('--dtype', default='auto')
+    parser.add_argument('--checkpoint', default=None, help='an unmasking checkpoint instead of random weights')
+    parser.add_argument('--remasking_checkpoint', default=None)
+    args = parser.parse_args()
+    devices = args.devices.split(',') if args.devices else ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    print(f"sequence_length={args.sequence_length} iterations={args.iterations} "
+          f"torch {torch.__version__} threads {torch.get_num_threads()}")
+    print(f"{'device':8} {'mode':22} {'samples':>7} {'chars/s':>10} {'fwd/sample':>10} {'seconds':>8}")
+    for device in devices:
+        if args.checkpoint:
+            models, vocab = checkpoint_models(args.checkpoint, args.remasking_checkpoint, device)
+        else:
+            models, vocab = random_models(max(args.sequence_length, 1024), device)
+        ctx = sample.autocast_context(device, args.dtype) if device != 'cpu' else nullcontext()
+        run_mode('random', models, vocab, device, ctx, 1, args.sequence_length, 1)  # warm-up: first-call costs
+        for name in args.modes.split(','):
+            if MODES[name][2] and models[1] is None:
+                print(f"{device:8} {name:22} skipped: needs --remasking_checkpoint")
+                continue
+            for n in map(int, args.num_samples.split(',')):
+                if device.startswith('cuda'):  # warm-up (kernels, allocator) outside the timing
+                    run_mode(name, models, vocab, device, ctx, n, args.sequence_length, 2)
+                cps, fwd, seconds = max(run_mode(name, models, vocab, device, ctx, n, args.sequence_length,
+                                                 args.iterations) for _ in range(args.repeat))
+                print(f"{device:8} {name:22} {n:7d} {cps:10.0f} {fwd:10.1f} {seconds:8.2f}", flush=True)
+
+
+if __name__ == '__main__':
+    main()
