@@ -69,9 +69,9 @@ def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
     t0 = time.perf_counter()
     if kind == 'diffusion':
         tokens, _ = sample.diffusion_generate(unmasker, remasker, prompt, cfg, sample.remasking_mode(cfg),
-                                              ids, generator, log=lambda *a: None)
+                                              ids, generator)  # log=None: a tqdm bar on stderr, no verbose statistics
     else:
-        tokens, _ = sample.edit_generate(unmasker, prompt, cfg, ids, generator, length, log=lambda *a: None)
+        tokens, _ = sample.edit_generate(unmasker, prompt, cfg, ids, generator, length)
     sync()
     seconds = time.perf_counter() - t0
     rows = unmasker.rows + (remasker.rows if remasker else 0)
@@ -86,10 +86,14 @@ def main():
     parser.add_argument('--sequence_length', type=int, default=1024)
     parser.add_argument('--iterations', type=int, default=30, help='diffusion_iterations / max_iterations')
     parser.add_argument('--repeat', type=int, default=1, help='report the fastest of this many runs (noisy machines)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads; 1 is far steadier on a machine shared with other jobs')
     parser.add_argument('--dtype', default='auto')
     parser.add_argument('--checkpoint', default=None, help='an unmasking checkpoint instead of random weights')
     parser.add_argument('--remasking_checkpoint', default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = args.devices.split(',') if args.devices else ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     print(f"sequence_length={args.sequence_length} iterations={args.iterations} "
           f"torch {torch.__version__} threads {torch.get_num_threads()}")
