@@ -15,6 +15,7 @@ import os
 import sys
 
 from configurator import Config, UserError, load_config, run_cli
+from queue_io import PARENT_PID_ENV
 from prepare_streaming import dataset_from_argv, load_provider_class
 
 dataset = 'char_diffusion'  # used when neither a config file nor the command line names one
@@ -76,6 +77,7 @@ def stop_workers(workers):
 def main(argv):
     provider_cls, cfg = resolve_config(argv)
     provider = provider_cls(cfg)
+    provider.parent_pid = int(os.environ.get(PARENT_PID_ENV, 0)) or None  # started by train.py: stop with it
     workers = []
     try:
         provider.start()  # meta.pkl is settled before the other workers look at it

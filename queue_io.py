@@ -189,6 +189,9 @@ def read_meta(data_dir):
 # producer heartbeats: how train.py knows a producer is already filling the queue
 
 HEARTBEAT_MAX_AGE = 30.0  # seconds without a beat before a producer counts as gone
+# set by train.py for the producer it starts: the producer stops when that process is gone,
+# so a trainer killed with SIGKILL does not leave a producer running
+PARENT_PID_ENV = 'DIFFUSION_PRODUCER_PARENT_PID'
 
 
 def workers_dir(data_dir):

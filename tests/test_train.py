@@ -1,0 +1,196 @@
+"""train.py end to end on a tiny corpus and a tiny model: producer start/stop, checkpoints, resume,
+refusals with one clear line, atomic saves, 2-process DDP on CPU, wandb offline."""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import queue_io
+from conftest import REPO_ROOT, run_script, stop_process_group
+
+# a model and a queue small enough that a training run is a few seconds of import and startup
+TINY_DATA = ['--dataset=char_diffusion', '--batch_size=4', '--block_size=32', '--batches_per_file=2',
+             '--eval_iters=2', '--data_seed=7']
+TINY_MODEL = ['--n_layer=1', '--n_head=2', '--n_embd=32', '--dropout=0.0', '--device=cpu', '--compile=False',
+              '--log_interval=1', '--eval_interval=2', '--warmup_iters=1', '--lr_decay_iters=20',
+              '--data_wait_timeout=60.0']
+
+
+def data_args(corpus, data_dir):
+    return TINY_DATA + [f'--input_file={corpus}', f'--data_dir={data_dir}']
+
+
+def train_args(corpus, data_dir, out_dir, *more):
+    return ['train.py', *data_args(corpus, data_dir), *TINY_MODEL, f'--out_dir={out_dir}', *more]
+
+
+def prefill(corpus, data_dir, files):
+    """A queue with `files` train files and the validation set, made by prepare.py, no producer left."""
+    code, out = run_script(['prepare.py', *data_args(corpus, data_dir), f'--max_files={files}',
+                            f'--max_backlog_files={files}'], timeout=120)
+    assert code == 0, out
+
+
+@pytest.fixture(scope='module')
+def queued(tiny_corpus, tmp_path_factory):
+    """One pre-filled queue (10 train files) for the tests that need data but no producer."""
+    data_dir = tmp_path_factory.mktemp('queued')
+    prefill(tiny_corpus, data_dir, files=10)
+    return data_dir
+
+
+def train_files(data_dir):
+    return len(queue_io.ready_files(queue_io.split_dir(data_dir, 'train')))
+
+
+def error_lines(out):
+    return [line for line in out.splitlines() if line.startswith('error:')]
+
+
+def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
+    data_dir, out_dir = tmp_path / 'queue', tmp_path / 'out'
+    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=4'))
+    assert code == 0, out
+    pid = int(re.search(r'started producer pid (\d+)', out).group(1))
+    assert not queue_io.pid_alive(pid), "the producer outlived train.py"
+    assert queue_io.live_producers(str(data_dir)) == []
+    assert 'data wait' in out and 'tok/s' in out
+    names = sorted(os.listdir(out_dir))
+    assert 'ckpt_unmasking_4.pt' in names and 'ckpt.pt' in names, names
+    run_config = json.loads((out_dir / [n for n in names if n.startswith('config_')][0]).read_text())
+    assert run_config['batches_per_file'] == 2 and run_config['n_layer'] == 1  # provider keys too
+
+    weights = torch.load(out_dir / 'ckpt_unmasking_4.pt', weights_only=False)
+    assert 'optimizer' not in weights and weights['iter_num'] == 4
+    assert not any(k.startswith(('_orig_mod.', 'module.')) for k in weights['model'])
+    assert weights['meta']['stoi'] and weights['config']['training_type'] == 'unmasking'
+
+    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=6', '--init_from=resume'))
+    assert code == 0, out
+    assert 'resumed from' in out and 'at iter 4' in out and 'optimizer state loaded' in out
+    latest = torch.load(out_dir / 'ckpt.pt', weights_only=False)
+    assert latest['iter_num'] == 6 and latest['run_id'] == weights['run_id']
+    # AdamW counts its steps: 6 means the 4 of the first run came back with the optimizer state
+    assert all(int(s['step']) == 6 for s in latest['optimizer']['state'].values())
+    assert re.search(r'^iter 5/6', out, re.M) and not re.search(r'^iter [1-4]/', out, re.M)
+
+    # the same out_dir with another architecture: one line, nothing overwritten
+    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=8', '--init_from=resume',
+                                      '--n_layer=2'))
+    assert code == 2, out
+    assert len(error_lines(out)) == 1 and 'n_layer=1' in error_lines(out)[0], out
+    assert torch.load(out_dir / 'ckpt.pt', weights_only=False)['iter_num'] == 6
+
+
+def test_resume_without_checkpoint_lists_out_dir(tiny_corpus, tmp_path):
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    (out_dir / 'ckpt_unmasking_2.pt').write_bytes(b'')
+    code, out = run_script(train_args(tiny_corpus, tmp_path / 'queue', out_dir, '--init_from=resume',
+                                      '--start_producer=False'))
+    assert code == 2 and len(error_lines(out)) == 1, out
+    assert 'ckpt_unmasking_2.pt' in error_lines(out)[0]
+
+
+def test_remasking_refuses_partial_target_queue(tiny_corpus, queued, tmp_path):
+    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=remasking',
+                                      '--start_producer=False'))
+    assert code == 2, out
+    assert len(error_lines(out)) == 1 and 'full targets' in error_lines(out)[0], out
+    assert 'Traceback' not in out
+
+
+def test_autoregressive_needs_causal_attention(tiny_corpus, tmp_path):
+    code, out = run_script(train_args(tiny_corpus, tmp_path / 'queue', tmp_path / 'out',
+                                      '--training_type=autoregressive', '--start_producer=False'))
+    assert code == 2 and len(error_lines(out)) == 1 and 'causal' in error_lines(out)[0], out
+
+
+def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
+    import train
+    from configurator import Config
+    from model import GPT, GPTConfig
+    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=10, dropout=0.0, bias=False,
+                      attention_type='bidirectional', pos_encoding='learned')
+    model = GPT(GPTConfig(**model_args))
+    optimizer = torch.optim.AdamW(model.parameters())
+    scaler = torch.amp.GradScaler('cpu', enabled=False)
+    cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2)
+    state = dict(model_args=model_args, iter_num=2, best_val_loss=1.0, run_id='abc')
+    train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert set(before) == {'ckpt_unmasking_2.pt', 'ckpt.pt'}
+
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        real_save({'half': 'written'}, f)  # some bytes reach the temporary file ...
+        raise KeyboardInterrupt  # ... then the run is interrupted mid-write
+
+    monkeypatch.setattr(torch, 'save', save_then_fail)
+    state['iter_num'] = 4
+    with pytest.raises(KeyboardInterrupt):
+        train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
+    import train
+    from configurator import Config
+    for name in ('ckpt_unmasking_1.pt', 'ckpt_unmasking_2.pt', 'ckpt_unmasking_3.pt',
+                 'ckpt_remasking_all_positions_1.pt'):
+        (tmp_path / name).write_bytes(b'x')
+    train.prune_checkpoints(Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2))
+    assert sorted(os.listdir(tmp_path)) == ['ckpt_remasking_all_positions_1.pt', 'ckpt_unmasking_2.pt',
+                                            'ckpt_unmasking_3.pt']
+
+
+def test_ddp_two_processes_read_different_files(tiny_corpus, queued, tmp_path):
+    out_dir = tmp_path / 'out'
+    before = train_files(queued)
+    # 2 ranks x 1 micro-step x 4 iterations x 1 batch: each rank uses 4 batches = 2 files of its own
+    code, out = run_script(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                            *train_args(tiny_corpus, queued, out_dir, '--max_iters=4', '--start_producer=False',
+                                        '--gradient_accumulation_steps=2', '--backend=gloo')], timeout=180)
+    assert code == 0, out
+    assert 'data: rank 0 consumed 2 train files' in out and 'data: rank 1 consumed 2 train files' in out, out
+    assert train_files(queued) == before - 4  # claimed but unused (prefetched) files went back
+    assert (out_dir / 'ckpt_unmasking_4.pt').exists()
+    assert out.count('saved ckpt_unmasking_4.pt') == 1  # rank 0 alone writes
+
+
+def test_wandb_offline_run_directory(tiny_corpus, queued, tmp_path):
+    pytest.importorskip('wandb')
+    out_dir = tmp_path / 'out'
+    code, out = run_script(train_args(tiny_corpus, queued, out_dir, '--max_iters=2', '--start_producer=False',
+                                      '--wandb_log=True', '--wandb_run_name=t'), env={'WANDB_MODE': 'offline'})
+    assert code == 0, out
+    assert glob.glob(str(out_dir / 'wandb' / 'offline-run-*')), os.listdir(out_dir)
+
+
+def test_producer_stops_when_its_trainer_is_killed(tiny_corpus, tmp_path):
+    """SIGKILL gives train.py no chance to clean up: the producer it started notices and leaves."""
+    data_dir, out_dir = tmp_path / 'queue', tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, *train_args(tiny_corpus, data_dir, out_dir, '--max_iters=100000')],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not queue_io.live_producers(str(data_dir)) and time.time() < deadline:
+            time.sleep(0.2)
+        (beat,) = queue_io.live_producers(str(data_dir))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 30
+        while queue_io.pid_alive(beat['pid']) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not queue_io.pid_alive(beat['pid']), "the producer outlived its killed trainer"
+    finally:
+        stop_process_group(proc)

@@ -1,0 +1,639 @@
+"""
+Train a character-level diffusion model (unmasking or remasking) or the autoregressive reference,
+reading (x, y) batches from the dataset's file-system queue.
+
+Single process (CPU or one GPU):
+$ python train.py config/train_shakespeare_char_quick.py
+
+Several GPUs on one node (DDP):
+$ torchrun --standalone --nproc_per_node=4 train.py config/train_char_diffusion.py
+
+When no producer is filling the queue, train.py starts one (`python prepare.py <the same config>`)
+and stops it when training ends. Every key below can be set by a config file or `--key=value`;
+so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
+"""
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoints import (LATEST_NAME, checkpoint_name, load_checkpoint, run_kind, save_checkpoint,
+                         versioned_checkpoints)
+from configurator import REPO_ROOT, UserError, defaults_from, load_config, run_cli
+from dataset_consumer import DatasetConsumer, validate_meta
+from model import GPT, GPTConfig
+from objectives import REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, clean_text, compute_loss, per_row_loss
+from prepare_streaming import dataset_from_argv, load_provider_class
+from queue_io import PARENT_PID_ENV, atomic_json, dataset_dir, live_producers
+
+# -----------------------------------------------------------------------------
+# default config values: a small unmasking model on Tiny Shakespeare
+# I/O
+out_dir = 'out'
+eval_interval = 250         # evaluate (and maybe save) every this many iterations, and at the end
+log_interval = 10
+eval_iters = 200            # validation batches per evaluation; the producer writes this many
+eval_only = False           # evaluate once and exit
+always_save_checkpoint = False  # save at every evaluation, not only when val loss improves
+init_from = 'scratch'       # 'scratch' | 'resume' (from out_dir/ckpt.pt)
+keep_last_checkpoints = 0   # keep the newest N ckpt_<kind>_<iter>.pt of this run kind; 0 keeps all
+# wandb logging
+wandb_log = False
+wandb_project = 'diffusion-chars'
+wandb_run_name = 'run'      # '_<training_type>' (and '_<remasking_loss_type>') is appended
+# data
+dataset = 'char_diffusion'  # picks the provider: data/<dataset>/prepare_streaming.py
+data_dir = None             # the queue folder; None means data/<dataset>/
+start_producer = True       # start `python prepare.py ...` when no producer is live on the queue
+data_wait_timeout = 600.0   # seconds to wait for a batch file before giving up; None waits forever
+gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all DDP ranks
+batch_size = 64             # sequences per micro-step (must match the queue)
+block_size = 256            # characters per sequence (must match the queue)
+# model
+n_layer = 6
+n_head = 6
+n_embd = 384
+dropout = 0.2
+bias = False
+attention_type = 'bidirectional'  # 'bidirectional' for diffusion, 'causal' for autoregressive
+pos_encoding = 'learned'    # 'learned' | 'rotary'
+# objective
+training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'autoregressive'
+remasking_loss_type = 'all_positions'  # 'corrupted_only' (Approach A) | 'all_positions' (Approach B)
+# AdamW
+learning_rate = 1e-3
+max_iters = 5000
+weight_decay = 1e-1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0             # clip gradient norm at this value; 0.0 disables
+# learning rate schedule: linear warmup, then cosine decay to min_lr
+decay_lr = True
+warmup_iters = 100
+lr_decay_iters = 5000       # ~= max_iters per Chinchilla
+min_lr = 1e-4               # ~= learning_rate / 10
+# system
+backend = None              # DDP backend; None picks 'nccl' on CUDA and 'gloo' on CPU
+device = 'auto'             # 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps' ...
+dtype = 'auto'              # 'auto' | 'float32' | 'bfloat16' | 'float16' (autocast; float16 uses a GradScaler)
+compile = False             # torch.compile the model
+seed = 1337
+# -----------------------------------------------------------------------------
+DEFAULTS = defaults_from(globals())
+
+# the architecture keys a resumed checkpoint must match
+ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
+
+
+def print0(*args, **kwargs):
+    """print on the master process only (every rank runs the same script)."""
+    if int(os.environ.get('RANK', 0)) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+# -----------------------------------------------------------------------------
+# config
+
+
+def resolve_config(argv):
+    """(config, provider key names): train.py's keys plus those of the dataset's provider, which
+    train.py passes on to the producer it starts.
+
+    The dataset (from a config file or --dataset=) decides which provider keys exist, so it is
+    read first from the config files alone.
+    """
+    provider_defaults = load_provider_class(dataset_from_argv(argv, DEFAULTS['dataset'])).config_defaults()
+    cfg = load_config(DEFAULTS, argv, extra_defaults=provider_defaults)
+    check_config(cfg)
+    return cfg, sorted(provider_defaults)
+
+
+def check_config(cfg):
+    if cfg.init_from not in ('scratch', 'resume'):
+        raise UserError(f"init_from={cfg.init_from!r} is unknown; use 'scratch' or 'resume'")
+    if cfg.training_type not in TRAINING_TYPES:
+        raise UserError(f"training_type={cfg.training_type!r} is unknown; use one of {TRAINING_TYPES}")
+    if cfg.remasking_loss_type not in REMASKING_LOSS_TYPES:
+        raise UserError(f"remasking_loss_type={cfg.remasking_loss_type!r} is unknown; use one of {REMASKING_LOSS_TYPES}")
+    if cfg.training_type == 'autoregressive' and cfg.attention_type != 'causal':
+        raise UserError("training_type='autoregressive' needs attention_type='causal' "
+                        "(see config/train_autoregressive.py)")
+    for key in ('eval_interval', 'log_interval', 'gradient_accumulation_steps', 'batch_size', 'block_size'):
+        if cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]} must be at least 1")
+    if cfg.max_iters < 0 or cfg.keep_last_checkpoints < 0:
+        raise UserError("max_iters and keep_last_checkpoints must not be negative")
+
+
+# -----------------------------------------------------------------------------
+# compute: device, DDP, precision
+
+
+def compute_init(cfg):
+    """Device, DDP rank/world size, seeds and autocast context. Works alone, under torchrun, on CPU or CUDA."""
+    ddp = int(os.environ.get('RANK', -1)) != -1
+    rank, local_rank, world_size = 0, 0, 1
+    device = cfg.device
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if ddp:
+        rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
+        world_size = int(os.environ['WORLD_SIZE'])
+        if device.startswith('cuda'):
+            device = f'cuda:{local_rank}'
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=cfg.backend or ('nccl' if device.startswith('cuda') else 'gloo'))
+    device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
+    dtype = cfg.dtype
+    if dtype == 'auto':
+        if device_type == 'cuda':
+            dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+        else:
+            dtype = 'float32'
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise UserError(f"dtype={dtype!r} is unknown; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    if dtype == 'float16' and device_type != 'cuda':
+        raise UserError("dtype='float16' needs CUDA; use 'float32' or 'bfloat16' on the CPU")
+    # a different seed per rank: different dropout masks (the data differs anyway: own queue files)
+    seed_everything(cfg.seed + rank)
+    if device_type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls: much faster, precision is plenty
+        torch.backends.cudnn.allow_tf32 = True
+    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+    autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+    return dict(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, master=rank == 0,
+                device=device, device_type=device_type, dtype=dtype, autocast=autocast)
+
+
+def seed_everything(value):
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
+
+
+def compute_cleanup(ctx):
+    if ctx['ddp'] and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rng_state():
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state):
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+# -----------------------------------------------------------------------------
+# the producer: started here when nobody else is filling the queue
+
+
+def producer_argv(cfg, provider_keys):
+    """--key=value for every provider key as train.py resolved it (config files, composition and
+    overrides included), so the producer makes exactly the data this run expects."""
+    return [f'--{key}={cfg[key]!r}' for key in provider_keys]
+
+
+def start_producer_if_needed(cfg, provider_keys, queue_dir, log_path):
+    """Start `python prepare.py ...` unless a live producer already serves `queue_dir`; returns the Popen or None."""
+    live = live_producers(queue_dir)
+    if live:
+        print0(f"data: using the live producer(s) on {queue_dir}: pid {', '.join(str(b['pid']) for b in live)}")
+        return None
+    if not cfg.start_producer:
+        print0(f"data: no live producer on {queue_dir} and start_producer=False: reading what is queued")
+        return None
+    command = [sys.executable, os.path.join(REPO_ROOT, 'prepare.py'), *producer_argv(cfg, provider_keys)]
+    log = open(log_path, 'ab')
+    env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid())})
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    log.close()  # the child holds its own copy
+    print0(f"data: started producer pid {proc.pid} (log: {log_path})")
+    wait_for_producer(proc, queue_dir, log_path, cfg.data_wait_timeout)
+    return proc
+
+
+def wait_for_producer(proc, queue_dir, log_path, timeout):
+    """Return once the producer is past its start (meta.pkl checked or written), or finished fine;
+    a producer that fails (say, on a queue made with other settings) is one clear line."""
+    deadline = time.time() + (timeout if timeout is not None else float('inf'))
+    while not [beat for beat in live_producers(queue_dir) if beat.get('status') != 'starting']:
+        code = proc.poll()
+        if code is not None:
+            if code == 0:
+                return  # it wrote what it was asked to (max_files) and left
+            raise UserError(f"the data producer exited with code {code}: {last_line(log_path)} (full log: {log_path})")
+        if time.time() > deadline:
+            raise UserError(f"the data producer sent no heartbeat within {timeout}s (log: {log_path})")
+        time.sleep(0.2)
+
+
+def last_line(path):
+    with open(path, encoding='utf-8', errors='replace') as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1] if lines else '(no output)'
+
+
+def stop_producer(proc, timeout=10.0):
+    """SIGTERM (the provider shuts down cleanly), then SIGKILL if it does not go within `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    print0(f"data: stopped producer pid {proc.pid}")
+
+
+# -----------------------------------------------------------------------------
+# data, model, optimizer
+
+
+def open_queue(cfg, ctx, queue_dir):
+    """The consumer, after checking that the queue's meta fits this config and training type."""
+    consumer = DatasetConsumer(queue_dir, cfg.batch_size, cfg.block_size, ctx['device'],
+                               rank=ctx['rank'] if ctx['ddp'] else None,
+                               world_size=ctx['world_size'] if ctx['ddp'] else None,
+                               wait_timeout=cfg.data_wait_timeout, verbose=ctx['master'])
+    try:
+        validate_meta(consumer.meta, block_size=cfg.block_size, batch_size=cfg.batch_size, data_dir=queue_dir)
+        check_queue_fits(consumer.meta, cfg.training_type)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
+
+
+def model_args_from(cfg, meta):
+    return dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
+                vocab_size=meta['vocab_size'], dropout=cfg.dropout, bias=cfg.bias,
+                attention_type=cfg.attention_type, pos_encoding=cfg.pos_encoding)
+
+
+def check_resumable(checkpoint, model_args, cfg, meta, path):
+    """One clear line when the checkpoint cannot continue under this config and queue."""
+    saved = checkpoint['model_args']
+    for key in ARCH_KEYS:
+        if saved.get(key) != model_args[key]:
+            raise UserError(f"cannot resume {path}: it has {key}={saved.get(key)!r} but the config/queue gives "
+                            f"{model_args[key]!r}; set {key}={saved.get(key)!r} or use another out_dir")
+    if checkpoint['meta']['stoi'] != meta['stoi']:
+        raise UserError(f"cannot resume {path}: its vocabulary differs from the queue's (another corpus?); "
+                        f"use the checkpoint's corpus or another out_dir")
+    saved_kind = run_kind(checkpoint['training_type'], checkpoint.get('remasking_loss_type'))
+    kind = run_kind(cfg.training_type, cfg.remasking_loss_type)
+    if saved_kind != kind:
+        raise UserError(f"cannot resume {path}: it is a {saved_kind} run but the config asks for {kind}; "
+                        f"set training_type/remasking_loss_type to match or use another out_dir")
+
+
+def build_model(cfg, ctx, meta):
+    """The GPT, from scratch or from out_dir/ckpt.pt; returns (model, checkpoint or None)."""
+    model_args = model_args_from(cfg, meta)
+    checkpoint = None
+    if cfg.init_from == 'resume':
+        path = os.path.join(cfg.out_dir, LATEST_NAME)
+        checkpoint = load_checkpoint(path, map_location=ctx['device'])
+        check_resumable(checkpoint, model_args, cfg, meta, path)
+    model = GPT(GPTConfig(**model_args))
+    if checkpoint is not None:
+        model.load_state_dict({k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()})
+    model.to(ctx['device'])
+    print0(f"model: {model.get_num_params() / 1e6:.2f}M parameters, {cfg.attention_type} attention, "
+           f"vocab {meta['vocab_size']}")
+    return model, checkpoint
+
+
+def get_lr(it, cfg):
+    """Linear warmup for warmup_iters, cosine decay to min_lr at lr_decay_iters, min_lr after."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if it > cfg.lr_decay_iters:
+        return cfg.min_lr
+    decay_ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # 1 -> 0
+    return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
+
+
+def model_input(batch, training_type):
+    """What the model reads: the corrupted x, or for the autoregressive model the clean text."""
+    if training_type == 'autoregressive':
+        return clean_text(batch['x'], batch['y'])
+    return batch['x']
+
+
+# -----------------------------------------------------------------------------
+# evaluation
+
+
+def stage_names(meta):
+    """'stage_<i>_<type>' for each validation stage, or [] when the queue has no stage list."""
+    stages = meta.get('validation_stages')
+    if not isinstance(stages, (list, tuple)):
+        return []
+    return [f"stage_{i}_{s.get('type', 'stage') if isinstance(s, dict) else 'stage'}" for i, s in enumerate(stages)]
+
+
+@torch.no_grad()
+def evaluate(model, consumer, cfg, ctx):
+    """Loss over the fixed validation set (up to eval_iters batches) and per validation stage.
+
+    The loss is averaged over labelled positions, not over batches, so it is the same number however
+    the set is split. Under DDP each rank takes every world_size-th batch and the sums are all-reduced.
+    """
+    names = stage_names(consumer.meta)
+    n = len(names)
+    sums = torch.zeros(2 + 2 * n, dtype=torch.float64, device=ctx['device'])  # [loss, count, stage losses, stage counts]
+    model.eval()
+    for i, batch in enumerate(consumer.val_batches()):
+        if i >= cfg.eval_iters:
+            break
+        if i % ctx['world_size'] != ctx['rank']:
+            continue
+        with ctx['autocast']:
+            logits, _ = model(model_input(batch, cfg.training_type))  # (B, T, V)
+        loss_sum, count = per_row_loss(logits, batch['x'], batch['y'], cfg.training_type,
+                                       cfg.remasking_loss_type, consumer.meta['wrong_token_id'])  # (B,), (B,)
+        sums[0] += loss_sum.sum().double()
+        sums[1] += count.sum().double()
+        if n and 'stage' in batch:
+            stage = batch['stage'].long()
+            sums[2:2 + n].index_add_(0, stage, loss_sum.double())
+            sums[2 + n:].index_add_(0, stage, count.double())
+    model.train()
+    if ctx['ddp']:
+        dist.all_reduce(sums)
+    if sums[1] == 0:
+        raise UserError("the validation set gave no labelled positions; is eval_iters at least 1 and "
+                        "does the queue have validation files?")
+    losses = {'val/loss': (sums[0] / sums[1]).item()}
+    for i, name in enumerate(names):
+        if sums[2 + n + i] > 0:
+            losses[f'val/{name}'] = (sums[2 + i] / sums[2 + n + i]).item()
+    return losses
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
+    """ckpt_<kind>_<iter>.pt (weights, for sampling) and ckpt.pt (the same plus what resuming needs),
+    each written atomically; then the oldest versioned checkpoints beyond keep_last_checkpoints go."""
+    checkpoint = dict(model=raw_model.state_dict(), model_args=state['model_args'], iter_num=state['iter_num'],
+                      best_val_loss=state['best_val_loss'], config=dict(cfg), meta=meta,
+                      training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
+                      run_id=state['run_id'])
+    name = checkpoint_name(cfg.training_type, cfg.remasking_loss_type, state['iter_num'])
+    save_checkpoint(checkpoint, os.path.join(cfg.out_dir, name))
+    save_checkpoint(dict(checkpoint, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                         rng_state=rng_state()), os.path.join(cfg.out_dir, LATEST_NAME))
+    print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
+    prune_checkpoints(cfg)
+
+
+def prune_checkpoints(cfg):
+    if cfg.keep_last_checkpoints <= 0:
+        return
+    found = versioned_checkpoints(cfg.out_dir, run_kind(cfg.training_type, cfg.remasking_loss_type))
+    for _, path in found[:-cfg.keep_last_checkpoints]:
+        os.remove(path)
+
+
+# -----------------------------------------------------------------------------
+# logging
+
+
+def init_wandb(cfg, run_id):
+    """A wandb run on the master (imported only when asked for); WANDB_MODE=offline works."""
+    import wandb
+    name = f"{cfg.wandb_run_name}_{cfg.training_type}"
+    if cfg.training_type == 'remasking':
+        name += f"_{cfg.remasking_loss_type}"
+    return wandb.init(project=cfg.wandb_project, name=name, config=dict(cfg, run_id=run_id),
+                      dir=cfg.out_dir, id=run_id, resume='allow')
+
+
+def format_seconds(seconds):
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class StepTimer:
+    """ms/iter, tokens/s and data-wait share over the iterations since the last log line."""
+
+    def __init__(self, consumer):
+        self.consumer = consumer
+        self.reset()
+
+    def reset(self):
+        self.seconds, self.steps, self.loss_sum = 0.0, 0, 0.0
+        self.wait_start = self.consumer.wait_seconds
+
+    def add(self, dt, loss):
+        self.seconds += dt
+        self.steps += 1
+        self.loss_sum += loss
+
+    def report(self):
+        waited = self.consumer.wait_seconds - self.wait_start
+        dt = self.seconds / max(1, self.steps)
+        out = dict(loss=self.loss_sum / max(1, self.steps), dt=dt,
+                   wait=waited / self.seconds if self.seconds > 0 else 0.0)
+        self.reset()
+        return out
+
+
+# -----------------------------------------------------------------------------
+# training
+
+
+def train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps):
+    """One optimizer step over `micro_steps` micro-batches; returns the mean loss (float)."""
+    total = torch.zeros((), device=ctx['device'])
+    for micro_step in range(micro_steps):
+        if ctx['ddp']:
+            # all-reduce gradients only on the last micro-step; the others just accumulate locally
+            model.require_backward_grad_sync = micro_step == micro_steps - 1
+        batch = consumer.get_batch_dict('train')
+        with ctx['autocast']:
+            logits, _ = model(model_input(batch, cfg.training_type))  # (B, T, V)
+            loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type,
+                                cfg.remasking_loss_type, consumer.meta['wrong_token_id'])
+            loss = loss / micro_steps  # the gradients sum over micro-steps: scale to a mean
+        scaler.scale(loss).backward()
+        total += loss.detach()
+    if cfg.grad_clip > 0.0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return total.item()  # one device sync per step, so the step time below is the real one
+
+
+def train(cfg, ctx, consumer, run_id):
+    """The training loop; returns its state (iter_num, best_val_loss, per-step timings)."""
+    meta = consumer.meta
+    world_size = ctx['world_size']
+    if cfg.gradient_accumulation_steps % world_size != 0:
+        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be divisible by "
+                        f"the number of processes ({world_size})")
+    micro_steps = cfg.gradient_accumulation_steps // world_size
+    tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+    print0(f"tokens per iteration: {tokens_per_iter:,} ({cfg.gradient_accumulation_steps} micro-steps x "
+           f"{cfg.batch_size} x {cfg.block_size}, {world_size} process(es))")
+    model, checkpoint = build_model(cfg, ctx, meta)
+    raw_model = model  # weights are saved from here: no DDP 'module.' or compile '_orig_mod.' prefixes
+    scaler = torch.amp.GradScaler(ctx['device_type'], enabled=ctx['dtype'] == 'float16')
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                               ctx['device_type'])
+    state = dict(model_args=model_args_from(cfg, meta), iter_num=0, best_val_loss=float('inf'), run_id=run_id,
+                 step_log=[], tokens_per_iter=tokens_per_iter, mfu=None)
+    resumed_at = None
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        scaler.load_state_dict(checkpoint['scaler'])
+        state.update(iter_num=checkpoint['iter_num'], best_val_loss=checkpoint['best_val_loss'])
+        if ctx['master']:
+            restore_rng_state(checkpoint['rng_state'])
+        else:  # the checkpoint holds rank 0's state; the others continue on their own streams
+            seed_everything(cfg.seed + ctx['rank'] + state['iter_num'])
+        resumed_at = state['iter_num']
+        print0(f"resumed from {os.path.join(cfg.out_dir, LATEST_NAME)} at iter {resumed_at} "
+               f"(run {run_id}, best val loss {state['best_val_loss']:.4f}, optimizer state loaded)")
+        checkpoint = None  # free the memory
+    if cfg.compile:
+        print0("compiling the model... (takes a minute)")
+        model = torch.compile(model)
+    eval_model = model  # evaluation runs outside DDP: ranks evaluate different batches, with no collectives
+    if ctx['ddp']:
+        model = DDP(model, device_ids=[ctx['local_rank']] if ctx['device_type'] == 'cuda' else None)
+
+    wandb_run = init_wandb(cfg, run_id) if cfg.wandb_log and ctx['master'] else None
+
+    timer = StepTimer(consumer)
+    mean_dt = None  # smoothed seconds per iteration, for the ETA
+    while True:
+        iter_num = state['iter_num']
+        last_step = iter_num >= cfg.max_iters
+        lr = get_lr(iter_num, cfg)
+        for group in optimizer.param_groups:
+            group['lr'] = lr
+
+        if last_step or cfg.eval_only or (iter_num % cfg.eval_interval == 0 and iter_num != resumed_at):
+            losses = evaluate(eval_model, consumer, cfg, ctx)
+            improved = losses['val/loss'] < state['best_val_loss']
+            state['best_val_loss'] = min(state['best_val_loss'], losses['val/loss'])
+            stage_text = ''.join(f", {k[4:]} {v:.4f}" for k, v in losses.items() if k != 'val/loss')
+            print0(f"eval iter {iter_num}: val loss {losses['val/loss']:.4f}{stage_text} "
+                   f"(best {state['best_val_loss']:.4f})")
+            if wandb_run is not None:
+                wandb_run.log({'iter': iter_num, 'lr': lr, **losses}, step=iter_num)
+            if cfg.eval_only:
+                break
+            if ctx['master'] and (last_step or (iter_num > 0 and (improved or cfg.always_save_checkpoint))):
+                save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta)
+        if last_step:
+            break
+
+        t0, waited0 = time.time(), consumer.wait_seconds
+        loss = train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps)
+        dt = time.time() - t0
+        timer.add(dt, loss)
+        state['step_log'].append((dt, consumer.wait_seconds - waited0))  # for bench/bench_train.py
+        mean_dt = dt if mean_dt is None else 0.9 * mean_dt + 0.1 * dt
+        state['iter_num'] = iter_num = iter_num + 1
+        if iter_num % cfg.log_interval == 0 and ctx['master']:
+            state['mfu'] = log_step(iter_num, lr, timer.report(), mean_dt, tokens_per_iter, raw_model, cfg, ctx,
+                                    wandb_run)
+
+    if wandb_run is not None:
+        wandb_run.finish()
+    return state
+
+
+def log_step(iter_num, lr, stats, mean_dt, tokens_per_iter, raw_model, cfg, ctx, wandb_run):
+    tokens_per_sec = tokens_per_iter / stats['dt']
+    mfu_text, mfu = '', None
+    if ctx['device_type'] == 'cuda':
+        mfu = raw_model.estimate_mfu(cfg.batch_size * cfg.gradient_accumulation_steps, stats['dt'])
+        mfu_text = f" | mfu {mfu * 100:.1f}%"
+    eta = format_seconds((cfg.max_iters - iter_num) * mean_dt)
+    print0(f"iter {iter_num}/{cfg.max_iters} | loss {stats['loss']:.4f} | lr {lr:.2e} | "
+           f"{stats['dt'] * 1000:.1f} ms/iter | {tokens_per_sec:,.0f} tok/s{mfu_text} | "
+           f"data wait {stats['wait'] * 100:.1f}% | eta {eta}")
+    if wandb_run is not None:
+        record = {'train/loss': stats['loss'], 'lr': lr, 'ms_per_iter': stats['dt'] * 1000,
+                  'tokens_per_sec': tokens_per_sec, 'data_wait': stats['wait']}
+        if mfu is not None:
+            record['mfu'] = mfu
+        wandb_run.log(record, step=iter_num)
+    return mfu
+
+
+def run_id_for(cfg, ctx):
+    """A new id per run; a resumed run keeps the id of the run it continues. Rank 0's, on every rank."""
+    run_id = uuid.uuid4().hex[:12]
+    if cfg.init_from == 'resume':  # a missing ckpt.pt is reported here, before any waiting for data
+        run_id = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME)).get('run_id') or run_id
+    if ctx['ddp']:
+        shared = [run_id]
+        dist.broadcast_object_list(shared, src=0)
+        run_id = shared[0]
+    return run_id
+
+
+def main(argv):
+    cfg, provider_keys = resolve_config(argv)
+    ctx = compute_init(cfg)
+    # SIGTERM (kill, a cluster's preemption) unwinds like Ctrl-C, so the finally below stops the producer
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    queue_dir = dataset_dir(cfg.dataset, cfg.data_dir)
+    producer = consumer = None
+    try:
+        run_id = run_id_for(cfg, ctx)
+        if ctx['master']:
+            os.makedirs(cfg.out_dir, exist_ok=True)
+            atomic_json(dict(cfg, run_id=run_id, argv=argv, world_size=ctx['world_size']),
+                        os.path.join(cfg.out_dir, f'config_{run_id}.json'))
+            print0(f"run {run_id}: config saved to {os.path.join(cfg.out_dir, f'config_{run_id}.json')}")
+            producer = start_producer_if_needed(cfg, provider_keys, queue_dir,
+                                                os.path.join(cfg.out_dir, f'producer_{run_id}.log'))
+        consumer = open_queue(cfg, ctx, queue_dir)
+        state = train(cfg, ctx, consumer, run_id)
+        print0(f"done: iter {state['iter_num']}, best val loss {state['best_val_loss']:.4f}")
+        return state
+    finally:
+        if consumer is not None:
+            consumer.close()  # the partly used file goes, prefetched ones return to the queue
+            print(f"data: rank {ctx['rank']} consumed {consumer.files_consumed} train files", flush=True)
+        stop_producer(producer)
+        compute_cleanup(ctx)
+
+
+if __name__ == "__main__":
+    run_cli(main)
