@@ -1,7 +1,8 @@
 # The autoregressive reference: a causal model of the same size as
 # config/train_shakespeare_char_quick.py, trained on next-character prediction, to compare the
-# diffusion models against (its val loss is in bits of a different task, but its samples are a
-# baseline for what this model size can write).
+# diffusion models against: its validation loss is directly comparable to the diffusion model's
+# negative ELBO (both bound the same per-character likelihood; evaluate.py reports both), and it
+# scores the text the diffusion samplers write.
 # $ python train.py config/train_autoregressive.py
 #
 # The model reads the clean text. objectives.clean_text rebuilds it from any queue (y where it has a

@@ -31,7 +31,7 @@ def script_keys():
 
 @pytest.mark.parametrize('owner,key', script_keys())
 def test_every_config_key_is_documented(owner, key):
-    assert re.search(rf'`{re.escape(key)}`', docs_text()), f"{owner} key '{key}' is not documented in docs/"
+    assert re.search(rf'`(--)?{re.escape(key)}[`=]', docs_text()), f"{owner} key '{key}' is not documented in docs/"
 
 
 def test_readme_links_point_at_files():

@@ -1,0 +1,532 @@
+"""
+Evaluate trained checkpoints and print the numbers as tables (and, with output_file, as JSON):
+
+  loss       the unmasking model's validation loss per validation stage (train.py's own number), its
+             masked-diffusion negative ELBO in bits per character, and the autoregressive reference's
+             bits per character on the same text: the gap between the two is the price of diffusion
+  remasking  how well a remasking model finds wrong characters in validation text corrupted with
+             random characters, and with the unmasking model's own predictions: AUROC, precision,
+             recall and F1 at remasking_confidence_threshold
+  samples    text from each remasking mode (random, intelligent, threshold, mixed) at one budget of
+             forward passes, scored by the reference model (bits/char), character entropy, valid
+             words, distinct 4-grams and the longest passage copied from the training text
+  plot=True  a PNG of sample quality against diffusion iterations per mode
+
+Everything is built from the checkpoints' saved config and meta (corpus, vocabulary, validation
+rows), so no producer needs to run. See docs/evaluation.md.
+
+$ python evaluate.py --out_dir=out-shakespeare-char-quick --reference_out_dir=out-autoregressive
+$ python evaluate.py --remasking_out_dir=out-remasking-all-positions --remasking_checkpoint_name=newest \
+    --sections=remasking,samples --output_file=eval.json
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import eval_metrics as em
+import sample
+import sampling_utils as su
+from checkpoints import load_checkpoint, model_from_checkpoint, newest_checkpoint
+from configurator import Config, UserError, defaults_from, load_config, run_cli
+from data.corpus import build_vocab, decode, encode, read_corpus, split_ids
+from dataset_consumer import batch_on_device
+from prepare_streaming import describe_changes, load_provider_class
+from queue_io import atomic_json
+from train import evaluate as validation_loss
+
+# -----------------------------------------------------------------------------
+# which models
+out_dir = 'out-shakespeare-char-quick'
+checkpoint_name = None           # the unmasking model in out_dir; None = the newest ckpt_unmasking_<iter>.pt
+remasking_checkpoint_name = None  # a remasking model (name in remasking_out_dir, or a path); 'newest'; None = none
+remasking_out_dir = None         # None = out_dir
+reference_checkpoint_name = 'newest'  # the autoregressive reference (name or path); 'newest' skips when there is none
+reference_out_dir = 'out-autoregressive'
+sections = 'loss,remasking,samples'  # which parts to run, comma-separated
+# loss: the negative ELBO estimate
+elbo_estimator = 'count'         # 'count': k ~ U{1..T} masked, weight T/k | 'time': t ~ U(0,1), weight 1/t (same bound)
+elbo_target_rel_se = 0.01        # add rows until the standard error is below this share of the value...
+elbo_min_rows = 256              # ...and at least this many rows were used...
+elbo_max_rows = 8192             # ...or stop here
+eval_batch_size = 32             # rows per forward pass
+# remasking: detection of wrong characters
+corruption_ratio = 0.2           # share of validation positions corrupted
+detection_rows = 256             # validation windows corrupted (each way)
+remasking_confidence_threshold = 0.5  # p([WRONG]) above which a position counts as flagged (and threshold/mixed modes)
+prediction_sampling = False      # predictions corruption: False = the unmasking model's argmax, True = a sample...
+prediction_temperature = 1.0     # ...at this temperature
+# samples
+forward_budget = 40              # forward passes per sample in each mode (a remasking model costs one per iteration)
+num_samples = 8
+sequence_length = None           # None = the smallest block size of the models in use
+temperature = 1.0
+top_k = None
+remasking_schedule = 'linear'
+start_ratio = 1.0
+end_ratio = 0.1
+plot = False                     # PNG of sample quality against diffusion iterations (needs matplotlib)
+plot_iterations = (5, 10, 20, 40)
+plot_file = None                 # None = <out_dir>/eval_samples.png
+# output and system
+output_file = None               # write the whole report as JSON here
+seed = 1337
+device = 'auto'
+dtype = 'auto'
+# -----------------------------------------------------------------------------
+DEFAULTS = defaults_from(globals())
+
+SECTIONS = ('loss', 'remasking', 'samples')
+MODES = {  # mode -> the sample.py flags that select it (threshold and mixed also take the threshold)
+    'random': dict(use_intelligent_remasking=False, use_mixed_remasking=False),
+    'intelligent': dict(use_intelligent_remasking=True, use_mixed_remasking=False),
+    'threshold': dict(use_intelligent_remasking=True, use_mixed_remasking=False),
+    'mixed': dict(use_intelligent_remasking=True, use_mixed_remasking=True),
+}
+
+
+@dataclass
+class Models:
+    path: str
+    checkpoint: dict
+    model: torch.nn.Module       # the unmasking GPT itself (train.py's validation loss calls it)
+    unmasker: sample.Forward
+    vocab: sample.Vocab
+    remasking_path: str = None
+    remasker: sample.Forward = None
+    reference_path: str = None
+    reference: sample.Forward = None
+
+
+@dataclass
+class Corpus:
+    train_text: str
+    val_text: str
+    val_ids: torch.Tensor         # (N,) the validation split, encoded
+    vocabulary: set               # lower-case words of the training text
+    index: em.CorpusIndex = None  # built on first use (samples section)
+
+    def corpus_index(self):
+        if self.index is None:
+            self.index = em.CorpusIndex(self.train_text)
+        return self.index
+
+
+# -----------------------------------------------------------------------------
+# settings and models
+
+def check_settings(cfg):
+    wanted = [s.strip() for s in cfg.sections.split(',') if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown or not wanted:
+        raise UserError(f"sections={cfg.sections!r}: use a comma-separated choice of {', '.join(SECTIONS)}")
+    if cfg.elbo_estimator not in em.ELBO_ESTIMATORS:
+        raise UserError(f"elbo_estimator={cfg.elbo_estimator!r} is unknown; use one of {em.ELBO_ESTIMATORS}")
+    for key in ('elbo_min_rows', 'elbo_max_rows', 'eval_batch_size', 'detection_rows', 'num_samples'):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"{key}={cfg[key]!r} must be a positive integer")
+    if not 0 < cfg.elbo_target_rel_se < 1 or not 0 < cfg.corruption_ratio <= 1:
+        raise UserError("elbo_target_rel_se must be in (0, 1) and corruption_ratio in (0, 1]")
+    if not isinstance(cfg.forward_budget, int) or cfg.forward_budget < 2:
+        raise UserError(f"forward_budget={cfg.forward_budget!r} must be an integer >= 2 (a remasking model "
+                        f"costs 2 forward passes per iteration)")
+    if not all(isinstance(n, int) and n >= 1 for n in cfg.plot_iterations) or not cfg.plot_iterations:
+        raise UserError(f"plot_iterations={cfg.plot_iterations!r} must be positive integers, e.g. (5, 10, 20, 40)")
+    if cfg.prediction_sampling and not cfg.prediction_temperature > 0:
+        raise UserError(f"prediction_temperature={cfg.prediction_temperature!r} must be > 0")
+    sample.check_common_settings(cfg)
+    for mode in MODES:
+        sample.check_diffusion_settings(mode_config(cfg, mode, 1))
+        sample.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
+    if cfg.plot:
+        import_pyplot()  # fail now, not after minutes of evaluation
+    return wanted
+
+
+def load_reference_checkpoint(cfg):
+    """(path, checkpoint) of the autoregressive reference, or (None, None) when there is none to use."""
+    name = cfg.reference_checkpoint_name
+    if not name:
+        return None, None
+    if name == 'newest':
+        path = newest_checkpoint(cfg.reference_out_dir, 'autoregressive')
+        if path is None:
+            print(f"note: no autoregressive checkpoint in {cfg.reference_out_dir}: the reference numbers are "
+                  f"left out (train one with config/train_autoregressive.py)")
+            return None, None
+    else:
+        path = sample.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive')
+    ckpt = load_checkpoint(path)
+    if ckpt.get('training_type') != 'autoregressive':
+        raise UserError(f"reference_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, not an "
+                        f"autoregressive one (config/train_autoregressive.py trains it)")
+    return path, ckpt
+
+
+def load_models(cfg, device):
+    path, ckpt = sample.load_unmasking_checkpoint(cfg)
+    rpath, rckpt = sample.load_remasking_checkpoint(cfg)
+    apath, ackpt = load_reference_checkpoint(cfg)
+    block_size = ckpt['model_args']['block_size']  # the validation windows' length
+    in_use = [c for c in (ckpt, rckpt, ackpt) if c is not None]
+    cfg['sequence_length'] = cfg.sequence_length or min(c['model_args']['block_size'] for c in in_use)
+    sample.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    if ackpt is not None:
+        if ackpt['meta']['stoi'] != ckpt['meta']['stoi']:
+            raise UserError(f"{apath} and {path} do not share a vocabulary; use a reference trained on the same corpus")
+        if ackpt['model_args']['block_size'] < max(block_size, cfg.sequence_length):
+            raise UserError(f"the reference {apath} has block_size {ackpt['model_args']['block_size']}, shorter than "
+                            f"{max(block_size, cfg.sequence_length)}: train it with the unmasking model's block_size")
+    ctx = sample.autocast_context(device, cfg.dtype)
+    model = model_from_checkpoint(ckpt, device=device)
+    meta = ckpt['meta']
+    vocab = sample.Vocab(meta['stoi'], meta['itos'], meta['mask_token_id'], meta['wrong_token_id'])
+
+    def forward(c):
+        return sample.Forward(model_from_checkpoint(c, device=device), ctx) if c is not None else None
+
+    return Models(path, ckpt, model, sample.Forward(model, ctx), vocab, rpath, forward(rckpt), apath, forward(ackpt))
+
+
+def load_corpus(ckpt, device):
+    """The checkpoint's corpus, split as the providers split it; refused when its vocabulary differs."""
+    input_file = (ckpt.get('config') or {}).get('input_file')
+    text = read_corpus(input_file)
+    if build_vocab(text)['stoi'] != ckpt['meta']['stoi']:
+        raise UserError(f"the corpus {input_file or 'Tiny Shakespeare'} does not have the checkpoint's vocabulary "
+                        f"(was the input_file changed or moved?)")
+    train_ids, val_ids = split_ids(encode(text, ckpt['meta']['stoi']))
+    n_train = len(train_ids)
+    return Corpus(text[:n_train], text[n_train:], torch.from_numpy(val_ids).to(device),
+                  set(em.words(text[:n_train])))
+
+
+def val_windows(val_ids, length):
+    """(N, length) consecutive, non-overlapping windows covering the validation split."""
+    n = len(val_ids) // length
+    if n == 0:
+        raise UserError(f"the validation split ({len(val_ids)} characters) is shorter than one block of {length}")
+    return val_ids[:n * length].view(n, length)
+
+
+# -----------------------------------------------------------------------------
+# loss: validation stages, negative ELBO, reference
+
+class ValidationRows:
+    """The validation set the checkpoint's producer writes, made in-process from the saved config.
+
+    It reads like DatasetConsumer (`meta`, `val_batches()`), so train.py's own validation loss runs on it.
+    """
+
+    def __init__(self, ckpt, device):
+        saved = ckpt['config']
+        provider_cls = load_provider_class(saved['dataset'])
+        values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
+        self.provider = provider_cls(Config(values))
+        self.meta, self.device, self.batch_size = ckpt['meta'], torch.device(device), values['batch_size']
+        self.eval_iters, self.per_file = values['eval_iters'], values['batches_per_file']
+        rebuilt = self.provider.build_meta()
+        if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
+            print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
+                  f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
+
+    def val_batches(self):
+        for index in range(self.provider.num_val_files):  # exactly the producer's write_validation_set
+            n_batches = min(self.per_file, self.eval_iters - index * self.per_file)
+            tensors, _, _ = self.provider.make_file('val', 0, index, n_batches)
+            for b in range(n_batches):
+                yield batch_on_device(tensors, b, self.batch_size, self.device)
+
+
+def stage_losses(models, device):
+    """train.py's validation loss (nats per labelled position), overall and per validation stage."""
+    saved = models.checkpoint.get('config') or {}
+    if 'dataset' not in saved:
+        print(f"note: {models.path} saved no dataset config: the per-stage validation loss is left out")
+        return None
+    ctx = dict(ddp=False, rank=0, world_size=1, device=device, autocast=models.unmasker.ctx)
+    losses = validation_loss(models.model, ValidationRows(models.checkpoint, device), Config(saved), ctx)
+    models.model.eval()  # train.py's evaluate hands the model back in training mode
+    return {key.removeprefix('val/'): value for key, value in losses.items()}
+
+
+def loss_report(cfg, models, windows, device):
+    out = dict(stage_losses=stage_losses(models, device))
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    bar = tqdm(total=cfg.elbo_max_rows, desc='ELBO rows', leave=False)
+
+    def progress(rows, mean, se):
+        bar.update(rows - bar.n)
+        bar.set_postfix_str(f"{mean:.4f} ± {se:.4f} bits/char")
+
+    out['elbo'] = em.estimate_elbo(models.unmasker, windows, models.vocab.n_real, models.vocab.mask_token_id,
+                                   generator, cfg.elbo_estimator, cfg.eval_batch_size, cfg.elbo_target_rel_se,
+                                   cfg.elbo_min_rows, cfg.elbo_max_rows, progress)
+    bar.close()
+    out['elbo']['windows'], out['elbo']['window_length'] = len(windows), windows.shape[1]
+    out['reference_bits_per_char'] = out['gap_bits_per_char'] = None
+    if models.reference is not None:
+        out['reference_bits_per_char'] = em.bits_per_char(models.reference, windows, models.vocab.n_real,
+                                                          cfg.eval_batch_size)
+        out['gap_bits_per_char'] = out['elbo']['bits_per_char'] - out['reference_bits_per_char']
+    return out
+
+
+# -----------------------------------------------------------------------------
+# remasking: finding wrong characters
+
+def corrupt_random(clean, ratio, n_real, generator):
+    """(x, wrong): each position, with probability `ratio`, becomes a different random character."""
+    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
+    shift = torch.randint(1, n_real, clean.shape, generator=generator, device=clean.device)  # never the original
+    x = torch.where(picked, (clean + shift) % n_real, clean)
+    return x, x != clean
+
+
+def corrupt_with_predictions(clean, ratio, unmasker, vocab, temperature, generator):
+    """(x, wrong): positions picked with probability `ratio` are masked and filled by the unmasking model
+    (argmax at temperature 0, else a sample); wrong where its fill differs from the original."""
+    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
+    logits = unmasker(clean.masked_fill(picked, vocab.mask_token_id))[picked]  # (n, V)
+    x = clean.clone()
+    x[picked] = su.sample_tokens(logits, temperature, None, vocab.n_real, generator)[0]
+    return x, x != clean
+
+
+def wrong_scores(x, remasker, vocab, batch_size):
+    """(N, T) p([WRONG]) from the remasking model, batch_size rows per forward pass."""
+    return torch.cat([sample.wrong_probability(rows, remasker, None, vocab.wrong_token_id)
+                      for rows in x.split(batch_size)])
+
+
+def detection_metrics(score, wrong, threshold):
+    return dict(auroc=em.auroc(score, wrong), **em.precision_recall_f1(score, wrong, threshold),
+                positions=wrong.numel(), wrong_share=float(wrong.float().mean()))
+
+
+def remasking_report(cfg, models, windows, device):
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    temperature = cfg.prediction_temperature if cfg.prediction_sampling else 0
+    corruptions = {
+        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, generator),
+        'predictions': lambda c: corrupt_with_predictions(c, cfg.corruption_ratio, models.unmasker, models.vocab,
+                                                          temperature, generator),
+    }
+    out = dict(checkpoint=models.remasking_path, threshold=cfg.remasking_confidence_threshold,
+               corruption_ratio=cfg.corruption_ratio, prediction='sampled' if cfg.prediction_sampling else 'argmax')
+    for name, corrupt in corruptions.items():
+        x, wrong = zip(*(corrupt(rows) for rows in windows[:cfg.detection_rows].split(cfg.eval_batch_size)))
+        x, wrong = torch.cat(x), torch.cat(wrong)  # (N, T) each
+        score = wrong_scores(x, models.remasker, models.vocab, cfg.eval_batch_size)
+        out[name] = detection_metrics(score, wrong, cfg.remasking_confidence_threshold)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# samples
+
+def mode_config(cfg, mode, iterations):
+    """The sample.py settings that run `mode` for `iterations` iterations."""
+    threshold = cfg.remasking_confidence_threshold if mode in ('threshold', 'mixed') else None
+    return Config(dict(cfg, **MODES[mode], diffusion_iterations=iterations, remasking_confidence_threshold=threshold))
+
+
+def iterations_for(mode, budget, has_remasker):
+    """Diffusion iterations that spend `budget` forward passes: a remasking model adds one per iteration."""
+    return budget // 2 if mode != 'random' and has_remasker else budget
+
+
+def generate(cfg, models, mode, iterations, device):
+    """(texts, tokens (B, L), forward passes per sample, stats) for one mode, from its own fresh seed."""
+    mode_cfg = mode_config(cfg, mode, iterations)
+    remasker = models.remasker if mode != 'random' else None  # random mode does not read [WRONG] scores
+    models.unmasker.rows = 0
+    if remasker is not None:
+        remasker.rows = 0
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    prompt = torch.zeros(0, dtype=torch.long, device=device)
+    tokens, stats = sample.diffusion_generate(models.unmasker, remasker, prompt, mode_cfg,
+                                              sample.remasking_mode(mode_cfg), models.vocab, generator)
+    passes = (models.unmasker.rows + (remasker.rows if remasker is not None else 0)) / cfg.num_samples
+    texts = [decode(row.tolist(), models.vocab.itos) for row in tokens.cpu()]
+    return texts, tokens, passes, stats
+
+
+def text_metrics(texts, tokens, models, corpus, cfg, copies=True):
+    out = dict(reference_bits_per_char=None)
+    if models.reference is not None:
+        out['reference_bits_per_char'] = em.bits_per_char(models.reference, tokens, models.vocab.n_real,
+                                                          cfg.eval_batch_size)
+    out.update(char_entropy=em.char_entropy(texts), valid_word_share=em.valid_word_share(texts, corpus.vocabulary),
+               distinct_4grams=em.distinct_ngrams(texts, 4))
+    if copies:
+        out['longest_copy_length'], out['longest_copy'] = em.longest_copied_passage(texts, corpus.corpus_index())
+    return out
+
+
+def validation_texts(corpus, cfg, device):
+    """num_samples evenly spaced validation passages of sequence_length: the row to compare samples with."""
+    L = cfg.sequence_length
+    starts = np.linspace(0, len(corpus.val_ids) - L, cfg.num_samples).astype(np.int64)
+    tokens = torch.stack([corpus.val_ids[s:s + L] for s in starts]).to(device)  # (B, L)
+    return [corpus.val_text[s:s + L] for s in starts], tokens
+
+
+def samples_report(cfg, models, corpus, device):
+    has_remasker = models.remasker is not None
+    out = dict(forward_budget=cfg.forward_budget, num_samples=cfg.num_samples, sequence_length=cfg.sequence_length,
+               score='remasking_model' if has_remasker else 'unmasking_confidence', modes={})
+    for mode in MODES:
+        iterations = iterations_for(mode, cfg.forward_budget, has_remasker)
+        texts, tokens, passes, stats = generate(cfg, models, mode, iterations, device)
+        out['modes'][mode] = dict(iterations=iterations, forward_passes_per_sample=passes,
+                                  **text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
+        if mode == 'threshold':
+            out['modes'][mode]['mean_iterations'] = float(stats['iterations'].float().mean())
+    texts, tokens = validation_texts(corpus, cfg, device)
+    out['validation_text'] = dict(**text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
+    return out
+
+
+def import_pyplot():
+    """matplotlib is not a project dependency: imported only for plot=True."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("plot=True needs matplotlib, which is not a project dependency: "
+                        "pip install matplotlib") from None
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_report(cfg, models, corpus, device):
+    """Reference bits/char and valid-word share of each mode's samples at each of plot_iterations; saves a PNG."""
+    plt = import_pyplot()
+    curves = {mode: [] for mode in MODES}
+    for iterations in cfg.plot_iterations:
+        for mode in MODES:
+            texts, tokens, passes, _ = generate(cfg, models, mode, iterations, device)
+            curves[mode].append(dict(iterations=iterations, forward_passes_per_sample=passes,
+                                     **text_metrics(texts, tokens, models, corpus, cfg, copies=False)))
+    validation = text_metrics(*validation_texts(corpus, cfg, device), models, corpus, cfg, copies=False)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = (('reference_bits_per_char', 'reference bits/char (lower is better)'),
+              ('valid_word_share', 'share of valid words'))
+    for ax, (key, title) in zip(axes, panels):
+        for mode, points in curves.items():
+            if all(p[key] is not None for p in points):
+                ax.plot([p['iterations'] for p in points], [p[key] for p in points], marker='o', label=mode)
+        if validation[key] is not None:
+            ax.axhline(validation[key], color='gray', linestyle='--', label='validation text')
+        ax.set(xscale='log', xlabel='diffusion iterations', title=title)
+        ax.set_xticks(list(cfg.plot_iterations), [str(i) for i in cfg.plot_iterations])
+        ax.minorticks_off()
+        ax.legend()
+    fig.suptitle(f"{os.path.basename(models.path)}: {cfg.num_samples} samples x {cfg.sequence_length} chars")
+    fig.tight_layout()
+    path = cfg.plot_file or os.path.join(cfg.out_dir, 'eval_samples.png')
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return dict(file=path, curves=curves, validation_text=validation)
+
+
+# -----------------------------------------------------------------------------
+# output
+
+def fmt(value, digits=4):
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_table(title, headers, rows, digits=None):
+    """A left-aligned first column and right-aligned numbers; digits[i]: decimals of column i (default 4)."""
+    digits = digits or [4] * len(headers)
+    cells = [[fmt(v, d) for v, d in zip(row, digits)] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print('  '.join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    for row in cells:
+        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def print_loss(loss, paths):
+    rows = [[f"val loss, {'all stages' if name == 'loss' else name} (nats/predicted char, as train.py)", v]
+            for name, v in (loss['stage_losses'] or {}).items()]
+    e = loss['elbo']
+    rows.append([f"masked-diffusion NELBO (bits/char, ± SE, {e['rows']} rows, {e['estimator']})",
+                 f"{e['bits_per_char']:.4f} ± {e['se']:.4f}"])
+    rows.append(["autoregressive reference (bits/char)", loss['reference_bits_per_char']])
+    rows.append(["gap: NELBO - reference (bits/char)", loss['gap_bits_per_char']])
+    print_table(f"validation: {paths}", ['quantity', 'value'], rows)
+    if not e['converged']:
+        print(f"note: the ELBO stopped at elbo_max_rows={e['rows']} with SE {100 * e['rel_se']:.2f}% of the value")
+
+
+def print_remasking(rm):
+    rows = [[name, rm[name]['wrong_share'], rm[name]['auroc'], rm[name]['precision'], rm[name]['recall'],
+             rm[name]['f1']] for name in ('random', 'predictions')]
+    print_table(f"remasking: {rm['checkpoint']} (corruption ratio {rm['corruption_ratio']}, predictions: "
+                f"{rm['prediction']}, flagged above {rm['threshold']})",
+                ['corruption', 'wrong share', 'AUROC', 'precision', 'recall', 'F1'], rows)
+
+
+def print_samples(samples):
+    headers = ['mode', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'valid words', 'distinct 4g', 'copy len']
+    rows = [[mode, m['iterations'], m['forward_passes_per_sample'], m['reference_bits_per_char'], m['char_entropy'],
+             m['valid_word_share'], m['distinct_4grams'], m['longest_copy_length']]
+            for mode, m in samples['modes'].items()]
+    v = samples['validation_text']
+    rows.append(['validation text', None, None, v['reference_bits_per_char'], v['char_entropy'], v['valid_word_share'],
+                 v['distinct_4grams'], v['longest_copy_length']])
+    print_table(f"samples: {samples['num_samples']} x {samples['sequence_length']} chars, budget "
+                f"{samples['forward_budget']} forward passes, score: {samples['score']}", headers, rows,
+                digits=[0, 0, 1, 4, 4, 4, 4, 0])
+    for mode, m in [*samples['modes'].items(), ('validation text', v)]:
+        print(f"  longest copy ({mode}): {m['longest_copy']!r}")
+
+
+# -----------------------------------------------------------------------------
+
+def main(argv=None):
+    cfg = load_config(DEFAULTS, argv or [])
+    wanted = check_settings(cfg)
+    device = sample.resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    models = load_models(cfg, device)
+    corpus = load_corpus(models.checkpoint, device)
+    windows = val_windows(corpus.val_ids, models.checkpoint['model_args']['block_size'])  # (N, T)
+    print(f"evaluating {models.path}" + ''.join(f" | {kind} {p}" for kind, p in
+                                                (('remasking', models.remasking_path),
+                                                 ('reference', models.reference_path)) if p))
+    report = dict(checkpoint=models.path, remasking_checkpoint=models.remasking_path,
+                  reference_checkpoint=models.reference_path, settings=dict(cfg))
+    if 'loss' in wanted:
+        report['loss'] = loss_report(cfg, models, windows, device)
+        print_loss(report['loss'], models.path)
+    if 'remasking' in wanted:
+        if models.remasker is None:
+            print("\nremasking: no remasking_checkpoint_name given, section left out")
+        else:
+            report['remasking'] = remasking_report(cfg, models, windows, device)
+            print_remasking(report['remasking'])
+    if 'samples' in wanted:
+        report['samples'] = samples_report(cfg, models, corpus, device)
+        print_samples(report['samples'])
+    if cfg.plot:
+        report['plot'] = plot_report(cfg, models, corpus, device)
+        print(f"\nwrote the plot to {report['plot']['file']}")
+    if cfg.output_file:
+        atomic_json(report, cfg.output_file)
+        print(f"wrote the report to {cfg.output_file}")
+    return report
+
+
+if __name__ == '__main__':
+    run_cli(main)
