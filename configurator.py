@@ -17,6 +17,7 @@ wrong type is an error (`UserError`) that names the key and the closest known on
 """
 
 import ast
+import builtins
 import difflib
 import importlib
 import os
@@ -99,7 +100,9 @@ def exec_config_file(path, namespace):
         raise UserError(f"config file {path} does not exist")
     with open(path, encoding='utf-8') as f:
         code = compile(f.read(), path, 'exec')
-    scope = dict(namespace)
+    # earlier values are visible to the file, except those named like builtins: a `compile = False`
+    # key must not break a config file that calls compile()
+    scope = {k: v for k, v in namespace.items() if not hasattr(builtins, k)}
     scope.update(__file__=os.path.abspath(path), __name__='__config__')
     try:
         exec(code, scope)

@@ -40,6 +40,15 @@ def test_config_file_runs_with_its_own_path(tmp_path):
     assert 'os' not in cfg and '__file__' not in cfg  # modules and dunders are not keys
 
 
+def test_keys_named_like_builtins_do_not_shadow_them_in_config_files(tmp_path):
+    # train.py has a `compile` key; a config file that calls compile() (to include another file)
+    # must still get the builtin, and may still set the key
+    shared = write(tmp_path / 'shared.py', "batch_size = 32\n")
+    config = write(tmp_path / 'x.py', f"exec(compile(open({shared!r}).read(), 'shared', 'exec'))\ncompile = True\n")
+    cfg = load_config(dict(DEFAULTS, compile=False), [config])
+    assert cfg.batch_size == 32 and cfg.compile is True
+
+
 def test_config_files_apply_in_order_then_overrides(tmp_path):
     first = write(tmp_path / 'a.py', "batch_size = 8\nout_dir = 'a'\n")
     second = write(tmp_path / 'b.py', "batch_size = 16\n")
