@@ -64,5 +64,11 @@ for remasker in remasking_b remasking_predictions; do
         --remasking_checkpoint_name=newest --prediction_sampling=True --corruption_ratio=0.5
 done
 
+# threshold and mixed modes at lower thresholds (docs/results.md, "Extra runs")
+for threshold in 0.1 0.02; do
+    evaluate "remasking_b_threshold_$threshold" --sections=samples --remasking_out_dir="$RUN_DIR/remasking_b" \
+        --remasking_checkpoint_name=newest --remasking_confidence_threshold="$threshold"
+done
+
 echo "=== wall times"
 cat "$RUN_DIR/times.txt"
