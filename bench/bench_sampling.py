@@ -20,6 +20,7 @@ from contextlib import nullcontext
 
 import torch
 
+os.environ.setdefault('TQDM_DISABLE', '1')  # the table is the output, not the progress bars
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sample  # noqa: E402
 from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
