@@ -34,6 +34,7 @@ from checkpoints import load_checkpoint, model_from_checkpoint, newest_checkpoin
 from configurator import Config, UserError, defaults_from, load_config, run_cli
 from data.corpus import build_vocab, decode, encode, read_corpus, split_ids
 from dataset_consumer import batch_on_device
+from model import resolve_device
 from prepare_streaming import describe_changes, load_provider_class
 from queue_io import atomic_json
 from train import evaluate as validation_loss
@@ -497,7 +498,7 @@ def print_samples(samples):
 def main(argv=None):
     cfg = load_config(DEFAULTS, argv or [])
     wanted = check_settings(cfg)
-    device = sample.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     models = load_models(cfg, device)
     corpus = load_corpus(models.checkpoint, device)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import sampling_utils as su
 from checkpoints import describe_out_dir, load_checkpoint, model_from_checkpoint, newest_checkpoint
+from model import DTYPES, resolve_device
 from configurator import UserError, defaults_from, load_config, run_cli
 from data.corpus import decode, encode
 
@@ -77,7 +78,6 @@ compile = False                  # torch.compile the models
 DEFAULTS = defaults_from(globals())
 
 EDIT_CORRUPTIONS = ('random_replacement', 'inference_replacement')  # full targets predict every original char
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
 @dataclass
@@ -158,14 +158,6 @@ def check_common_settings(cfg):
         raise UserError(f"temperature={cfg.temperature!r} must be >= 0 (0 = argmax)")
     if cfg.top_k is not None and (not isinstance(cfg.top_k, int) or cfg.top_k < 1):
         raise UserError(f"top_k={cfg.top_k!r} must be a positive integer or None")
-
-
-def resolve_device(name):
-    if name == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise UserError(f"device={name!r} but CUDA is not available here; use device='cpu'")
-    return name
 
 
 def autocast_context(device, dtype_name):

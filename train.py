@@ -32,7 +32,7 @@ from checkpoints import (LATEST_NAME, checkpoint_name, load_checkpoint, run_kind
                          versioned_checkpoints)
 from configurator import REPO_ROOT, UserError, defaults_from, load_config, run_cli
 from dataset_consumer import DatasetConsumer, validate_meta
-from model import GPT, GPTConfig
+from model import DTYPES, GPT, GPTConfig, resolve_device
 from objectives import REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, clean_text, compute_loss, per_row_loss
 from prepare_streaming import dataset_from_argv, load_provider_class
 from queue_io import PARENT_PID_ENV, atomic_json, dataset_dir, live_producers
@@ -144,9 +144,7 @@ def compute_init(cfg):
     """Device, DDP rank/world size, seeds and autocast context. Works alone, under torchrun, on CPU or CUDA."""
     ddp = int(os.environ.get('RANK', -1)) != -1
     rank, local_rank, world_size = 0, 0, 1
-    device = cfg.device
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = resolve_device(cfg.device)
     if ddp:
         rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
         world_size = int(os.environ['WORLD_SIZE'])
@@ -161,8 +159,8 @@ def compute_init(cfg):
             dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
         else:
             dtype = 'float32'
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        raise UserError(f"dtype={dtype!r} is unknown; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    if dtype not in DTYPES:
+        raise UserError(f"dtype={dtype!r} is unknown; use 'auto' or one of {', '.join(DTYPES)}")
     if dtype == 'float16' and device_type != 'cuda':
         raise UserError("dtype='float16' needs CUDA; use 'float32' or 'bfloat16' on the CPU")
     # a different seed per rank: different dropout masks (the data differs anyway: own queue files)
@@ -170,8 +168,7 @@ def compute_init(cfg):
     if device_type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls: much faster, precision is plenty
         torch.backends.cudnn.allow_tf32 = True
-    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-    autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+    autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=DTYPES[dtype])
     return dict(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, master=rank == 0,
                 device=device, device_type=device_type, dtype=dtype, autocast=autocast)
 

@@ -24,9 +24,9 @@ import torch
 
 from checkpoints import (LATEST_NAME, load_checkpoint, model_from_checkpoint, parse_checkpoint_name, run_kind,
                          versioned_checkpoints)
+from model import DTYPES, resolve_device
 from configurator import UserError
 
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
 def file_signature(path):
@@ -36,12 +36,6 @@ def file_signature(path):
     except FileNotFoundError:
         return None
     return (path, stat.st_mtime_ns, stat.st_size)
-
-
-def resolve_device(device):
-    if device == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    return device
 
 
 def check_run_kind(kind, key='inference_training_type'):
@@ -70,7 +64,7 @@ class CheckpointPredictionCorruptor:
         self.stoi = stoi
         self.n_chars = len(stoi)  # ids >= n_chars are [MASK] and [WRONG]: never predicted
         self.block_size = block_size
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, key='inference_device')
         self.dtype = DTYPES[dtype]
         self.refresh_seconds = refresh_seconds
         self.temperature = float(temperature)
