@@ -5,20 +5,24 @@
 # checkpoint lands the prediction branch gets random characters), then
 #   python prepare.py config/train_char_inference_replacement_targets_full_agressive.py
 #   python train.py config/train_char_inference_replacement_targets_full_agressive.py
-# See docs/inference_replacement.md.
-
-import os
-exec(open(os.path.join(os.path.dirname(__file__), 'baby_gpt_model.py')).read())  # model + optimiser
+# See docs/inference_replacement.md. Model and optimiser as config/train_char_diffusion.py.
 
 out_dir = 'out-char-inference-replacement'
+eval_interval = 250
+eval_iters = 200
+log_interval = 10
 wandb_run_name = 'char-inference-replacement'
 training_type = 'unmasking'
 
 # data: the provider reads these too
 dataset = 'char_inference_replacement'
-composition_config = 'complex'  # data/char_inference_replacement/config/complex.py (the char_diffusion stages)
+composition_config = 'complex'  # data/compositions/complex.py
 train_corruption_mixture = (0.35, 0.2, 0.15, 0.3)  # (prediction, random, mask, fragment), train and val
 dataset_partial_targets = False  # full targets: the loss covers every position
+batch_size = 64
+block_size = 256
+batches_per_file = 100
+max_backlog_files = 8
 
 # the watched run: the out_dir of config/train_char_random_replacement_targets_full.py
 checkpoint_dir = 'out-char-random-replacement'
@@ -28,3 +32,17 @@ inference_device = 'auto'        # the GPU when there is one: inference is most 
 prediction_temperature = 1.0
 prediction_sampling = False      # argmax predictions
 fallback_to_random = True        # keep batches flowing before the first checkpoint
+
+n_layer = 6
+n_head = 6
+n_embd = 384
+dropout = 0.2
+attention_type = 'bidirectional'
+pos_encoding = 'rotary'
+
+learning_rate = 1e-3
+max_iters = 5000
+lr_decay_iters = 5000
+min_lr = 1e-4
+beta2 = 0.99
+warmup_iters = 100

@@ -1,25 +1,60 @@
-"""Every shipped config resolves for train.py (its own keys plus the provider's), without warnings."""
+"""The shipped configs: flat, readable on their own, resolvable by every script, and equal where they must be."""
+import ast
 import glob
 import os
 
 import pytest
 
+import configurator
+import evaluate
+import prepare
+import sample
 import train
+from checkpoints import ARCH_KEYS
 from conftest import REPO_ROOT
+from prepare_streaming import provider_keys_if_known
 
-CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, 'config', 'train_*.py')))
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, 'config', '*.py')))
+QUICK = ['train_shakespeare_char_quick', 'train_remasking_all_positions', 'train_remasking_corrupted_only',
+         'train_remasking_from_predictions', 'train_autoregressive']
+BABY = ['train_char_diffusion', 'train_char_random_replacement_targets_full',
+        'train_char_inference_replacement_targets_full_agressive']
+# what must agree between configs whose models are used together: the architecture and the optimiser
+SHARED = [k for k in ARCH_KEYS if k not in ('vocab_size', 'attention_type')] + [
+    'batch_size', 'dropout', 'learning_rate', 'max_iters', 'lr_decay_iters', 'min_lr', 'warmup_iters', 'beta2']
+
+
+def config_path(name):
+    return os.path.join(REPO_ROOT, 'config', f'{name}.py')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
-def test_shipped_config_resolves_for_train(path, capsys):
+def test_config_is_a_flat_list_of_plain_assignments(path):
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"{os.path.basename(path)} line {node.lineno}: only `name = value` lines belong in a config file"
+        ast.literal_eval(node.value)  # a plain value, readable without running anything
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_shipped_config_resolves_for_every_script(path, capsys):
     cfg, provider_keys = train.resolve_config([path])
     assert cfg.out_dir.startswith('out-') and provider_keys
+    prepare.resolve_config([path])
+    for script in (sample, evaluate):
+        configurator.load_config(script.DEFAULTS, [path], other_keys=provider_keys_if_known)
     assert 'warning' not in capsys.readouterr().err
 
 
-def test_quick_configs_share_one_architecture():
-    # vocab_size comes from the queue; attention_type is causal for the autoregressive model
-    keys = [k for k in train.ARCH_KEYS if k not in ('vocab_size', 'attention_type')]
-    arch = {path: tuple(train.resolve_config([path])[0][k] for k in keys)
-            for path in CONFIGS if 'char_quick' in path or 'remasking' in path or 'autoregressive' in path}
-    assert len(set(arch.values())) == 1, arch
+@pytest.mark.parametrize('script', [train, sample, evaluate], ids=lambda m: m.__name__)
+def test_script_keys_read_from_source_are_its_defaults(script):
+    # the configurator learns the other scripts' keys from their source text, never by importing them
+    assert configurator.script_keys(script.__file__) == set(script.DEFAULTS)
+
+
+@pytest.mark.parametrize('group', [QUICK, BABY], ids=['quick', 'nanoGPT-scale'])
+def test_configs_used_together_share_architecture_and_optimiser(group):
+    settings = {name: tuple(train.resolve_config([config_path(name)])[0][k] for k in SHARED) for name in group}
+    assert len(set(settings.values())) == 1, settings
