@@ -1,6 +1,7 @@
 """
 Checkpoint names, atomic saving, finding the newest one, and loading a model from one.
-Shared by train.py (writes), sample.py, evaluate.py and the checkpoint-prediction provider (read).
+Shared by train.py (writes), sample.py, evaluate.py and the checkpoint-prediction provider (read),
+which all ask `fit_problem` whether a checkpoint can serve them.
 
 Names in out_dir:
     ckpt_unmasking_<iter>.pt                 weights of an unmasking run at <iter>
@@ -18,16 +19,24 @@ import re
 
 import torch
 
-from configurator import UserError
+from common import UserError
+from model import GPT, GPTConfig
 from queue_io import atomic_torch_save
 
 LATEST_NAME = 'ckpt.pt'
+# the architecture keys of model_args that two models must share to continue or replace each other
+ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
 _VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive)_(\d+)\.pt$')
 
 
 def run_kind(training_type, remasking_loss_type=None):
     """'unmasking', 'remasking_<loss_type>' or 'autoregressive': the middle of a checkpoint name."""
     return f'remasking_{remasking_loss_type}' if training_type == 'remasking' else training_type
+
+
+def checkpoint_kind(checkpoint):
+    """The run kind of a loaded checkpoint."""
+    return run_kind(checkpoint.get('training_type'), checkpoint.get('remasking_loss_type'))
 
 
 def checkpoint_name(training_type, remasking_loss_type, iter_num):
@@ -53,27 +62,38 @@ def versioned_checkpoints(out_dir, kind=None):
         parsed = parse_checkpoint_name(name)
         if parsed is None:
             continue
-        if kind is not None and parsed[0] != kind and not (kind == 'remasking' and parsed[0].startswith('remasking_')):
+        if kind is not None and not kind_matches(parsed[0], kind):
             continue
         found.append((parsed[1], os.path.join(out_dir, name)))
     return sorted(found)
 
 
-def newest_checkpoint(out_dir, kind):
-    """Path of the newest versioned checkpoint of `kind`, else ckpt.pt when it is of that kind, else None."""
+def checkpoint_candidates(out_dir, kind):
+    """[(iter, path)] to try for the newest checkpoint of `kind`, newest first: the versioned ones,
+    or ckpt.pt (iter None) while the run has none yet."""
     found = versioned_checkpoints(out_dir, kind)
     if found:
-        return found[-1][1]
+        return found[::-1]
     latest = os.path.join(out_dir, LATEST_NAME)
-    if os.path.exists(latest):
-        try:
-            ckpt = load_checkpoint(latest)
-        except UserError:
-            return None
-        ckpt_kind = run_kind(ckpt.get('training_type'), ckpt.get('remasking_loss_type'))
-        if ckpt_kind == kind or (kind == 'remasking' and ckpt_kind.startswith('remasking_')):
-            return latest
-    return None
+    return [(None, latest)] if os.path.exists(latest) else []
+
+
+def kind_matches(found, wanted):
+    return found == wanted or (wanted == 'remasking' and found.startswith('remasking_'))
+
+
+def newest_checkpoint(out_dir, kind):
+    """Path of the newest versioned checkpoint of `kind`, else ckpt.pt when it is of that kind, else None."""
+    candidates = checkpoint_candidates(out_dir, kind)
+    if not candidates:
+        return None
+    iter_num, path = candidates[0]
+    if iter_num is not None:
+        return path
+    try:
+        return path if kind_matches(checkpoint_kind(load_checkpoint(path)), kind) else None
+    except UserError:
+        return None
 
 
 def describe_out_dir(out_dir):
@@ -99,12 +119,47 @@ def load_checkpoint(path, map_location='cpu'):
         raise UserError(f"checkpoint {path} could not be loaded ({type(e).__name__}: {e})") from None
 
 
+def fit_problem(checkpoint, *, stoi=None, block_size=None, min_block_size=None, kind=None, model_args=None):
+    """Why `checkpoint` cannot serve as asked, as one clause for the caller's message; None when it can.
+
+    Always: it is a checkpoint of train.py whose model_args fit its own vocabulary. And as asked:
+    `stoi`, the vocabulary it must share; `block_size`, the exact block size it must have (a queue's);
+    `min_block_size`, how many characters it must see at once (a sample's length); `kind`, its run
+    kind ('unmasking', 'remasking_all_positions', ... or 'remasking' for either); `model_args`, the
+    architecture it must have (to be resumed).
+    """
+    for key in ('model', 'model_args', 'meta'):
+        if key not in checkpoint:
+            return f"it has no '{key}' entry (not a checkpoint of train.py)"
+    args, meta = checkpoint['model_args'], checkpoint['meta']
+    n_chars = len(meta.get('stoi') or {})
+    if kind is not None and checkpoint.get('training_type') is not None:
+        if not kind_matches(checkpoint_kind(checkpoint), kind):
+            return f"it is a {checkpoint_kind(checkpoint)} checkpoint, not {kind}"
+    for key in ARCH_KEYS if model_args is not None else ():
+        if args.get(key) != model_args[key]:
+            return f"it has {key}={args.get(key)!r} but the config/queue gives {model_args[key]!r} (set {key}={args.get(key)!r})"
+    if block_size is not None and args['block_size'] != block_size:
+        return f"its block_size={args['block_size']} differs from the dataset's block_size={block_size}"
+    if min_block_size is not None and args['block_size'] < min_block_size:
+        return f"its block size {args['block_size']} is shorter than the {min_block_size} characters asked for"
+    if stoi is not None and meta['stoi'] != stoi:
+        return f"its vocabulary (stoi) differs from the one asked for ({n_chars} vs {len(stoi)} characters; another corpus?)"
+    if args.get('vocab_size') != n_chars + 2:
+        return (f"its model_args vocab_size={args.get('vocab_size')!r} does not fit its vocabulary of {n_chars} "
+                f"characters + [MASK] + [WRONG] (a damaged or hand-edited checkpoint)")
+    return None
+
+
+def strip_compile_prefix(state_dict):
+    """A state dict without torch.compile's '_orig_mod.' prefixes (older saves may carry them)."""
+    return {k.removeprefix('_orig_mod.'): v for k, v in state_dict.items()}
+
+
 def model_from_checkpoint(checkpoint, device='cpu', dtype=None):
     """Build the GPT a checkpoint describes, load its weights, put it in eval mode on `device`."""
-    from model import GPT, GPTConfig
     model = GPT(GPTConfig(**checkpoint['model_args']))
-    state = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()}
-    model.load_state_dict(state)
+    model.load_state_dict(strip_compile_prefix(checkpoint['model']))
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     model.eval()
     return model

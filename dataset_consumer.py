@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from configurator import UserError
+from common import UserError
 from queue_io import (CLAIMED_DIR, load_batch_file, meta_path, pid_alive, read_meta, ready_files,
                       split_dir, val_file_name)
 

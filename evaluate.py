@@ -30,12 +30,12 @@ from tqdm import tqdm
 import eval_metrics as em
 import sample
 import sampling_utils as su
-from checkpoints import load_checkpoint, model_from_checkpoint, newest_checkpoint
-from configurator import Config, UserError, defaults_from, load_config, run_cli
+from checkpoints import fit_problem, load_checkpoint, model_from_checkpoint, newest_checkpoint
+from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
+from configurator import Config, defaults_from, load_config
 from data.corpus import build_vocab, decode, encode, read_corpus, split_ids
 from dataset_consumer import batch_on_device
-from model import resolve_device
-from prepare_streaming import describe_changes, load_provider_class
+from prepare_streaming import describe_changes, load_provider_class, provider_keys_if_known
 from queue_io import atomic_json
 from train import evaluate as validation_loss
 
@@ -175,13 +175,11 @@ def load_models(cfg, device):
     in_use = [c for c in (ckpt, rckpt, ackpt) if c is not None]
     cfg['sequence_length'] = cfg.sequence_length or min(c['model_args']['block_size'] for c in in_use)
     sample.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
-    if ackpt is not None:
-        if ackpt['meta']['stoi'] != ckpt['meta']['stoi']:
-            raise UserError(f"{apath} and {path} do not share a vocabulary; use a reference trained on the same corpus")
-        if ackpt['model_args']['block_size'] < max(block_size, cfg.sequence_length):
-            raise UserError(f"the reference {apath} has block_size {ackpt['model_args']['block_size']}, shorter than "
-                            f"{max(block_size, cfg.sequence_length)}: train it with the unmasking model's block_size")
-    ctx = sample.autocast_context(device, cfg.dtype)
+    problem = ackpt and fit_problem(ackpt, stoi=ckpt['meta']['stoi'], min_block_size=max(block_size, cfg.sequence_length))
+    if problem:
+        raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
+                        f"with the unmasking model's block_size")
+    ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
     model = model_from_checkpoint(ckpt, device=device)
     meta = ckpt['meta']
     vocab = sample.Vocab(meta['stoi'], meta['itos'], meta['mask_token_id'], meta['wrong_token_id'])
@@ -235,10 +233,8 @@ class ValidationRows:
                   f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
 
     def val_batches(self):
-        for index in range(self.provider.num_val_files):  # exactly the producer's write_validation_set
-            n_batches = min(self.per_file, self.eval_iters - index * self.per_file)
-            tensors, _, _ = self.provider.make_file('val', 0, index, n_batches)
-            for b in range(n_batches):
+        for tensors in self.provider.validation_files():  # exactly the producer's validation set
+            for b in range(len(tensors['x']) // self.batch_size):
                 yield batch_on_device(tensors, b, self.batch_size, self.device)
 
 
@@ -496,7 +492,7 @@ def print_samples(samples):
 # -----------------------------------------------------------------------------
 
 def main(argv=None):
-    cfg = load_config(DEFAULTS, argv or [])
+    cfg = load_config(DEFAULTS, argv or [], other_keys=provider_keys_if_known)
     wanted = check_settings(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

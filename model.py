@@ -16,11 +16,10 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from configurator import UserError
+from common import UserError
 from objectives import unmasking_loss
 
 ATTENTION_TYPES = ('bidirectional', 'causal')
-DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 POS_ENCODINGS = ('learned', 'rotary')
 
 
@@ -50,15 +49,6 @@ class GPTConfig:
             raise UserError(f"rotary positions need an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout={self.dropout} must be in [0, 1)")
-
-
-def resolve_device(name, key='device'):
-    """'auto' -> 'cuda' when CUDA is available, else 'cpu'; a CUDA device without CUDA is a UserError."""
-    if name == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise UserError(f"{key}={name!r} but CUDA is not available here; use {key}='cpu'")
-    return name
 
 
 def rotary_tables(block_size, head_size, base=10000.0):

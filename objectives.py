@@ -11,10 +11,13 @@ builds labels. See docs/model.md for what each objective teaches the model.
     autoregressive  the causal reference model: next-character prediction on clean text.
 """
 
+from contextlib import nullcontext
+
 import torch
+import torch.distributed as dist
 from torch.nn import functional as F
 
-from configurator import UserError
+from common import UserError
 from data.corpus import IGNORE_INDEX
 
 TRAINING_TYPES = ('unmasking', 'remasking', 'autoregressive')
@@ -105,6 +108,62 @@ def unmasking_loss(logits, targets):
 def remasking_loss(logits, x, y, wrong_token_id, loss_type):
     """Remasking CE with the scope of `loss_type` (see remasking_labels for what each rewards)."""
     return _mean(*_cross_entropy_per_row(logits, remasking_labels(x, y, wrong_token_id, loss_type)))
+
+
+def model_input(x, y, training_type):
+    """What the model reads: the corrupted x, or for the autoregressive model the clean text."""
+    return clean_text(x, y) if training_type == 'autoregressive' else x
+
+
+def stage_names(meta):
+    """'stage_<i>_<type>' for each validation stage, or [] when the queue has no stage list."""
+    stages = meta.get('validation_stages')
+    if not isinstance(stages, (list, tuple)):
+        return []
+    return [f"stage_{i}_{s.get('type', 'stage') if isinstance(s, dict) else 'stage'}" for i, s in enumerate(stages)]
+
+
+@torch.no_grad()
+def validation_loss(model, batches, meta, training_type, remasking_loss_type=None, autocast=None,
+                    rank=0, world_size=1):
+    """{'val/loss': ..., 'val/stage_<i>_<type>': ...}: the loss over validation `batches` (dicts of
+    (B, T) tensors 'x', 'y' and optionally 'stage' (B,)), overall and per validation stage of `meta`.
+
+    The loss is averaged over labelled positions, not over batches, so it is the same number however
+    the set is split. With world_size > 1 each rank takes every world_size-th batch and the sums are
+    all-reduced. The model is in eval mode meanwhile and goes back to the mode it was in.
+    """
+    names = stage_names(meta)
+    n = len(names)
+    sums = None  # [loss, count, stage losses..., stage counts...] in float64, on the batches' device
+    was_training = model.training
+    model.eval()
+    for i, batch in enumerate(batches):
+        if sums is None:
+            sums = torch.zeros(2 + 2 * n, dtype=torch.float64, device=batch['x'].device)
+        if i % world_size != rank:
+            continue
+        with autocast or nullcontext():
+            logits, _ = model(model_input(batch['x'], batch['y'], training_type))  # (B, T, V)
+        loss_sum, count = per_row_loss(logits, batch['x'], batch['y'], training_type,
+                                       remasking_loss_type, meta['wrong_token_id'])  # (B,), (B,)
+        sums[0] += loss_sum.sum().double()
+        sums[1] += count.sum().double()
+        if n and 'stage' in batch:
+            stage = batch['stage'].long()
+            sums[2:2 + n].index_add_(0, stage, loss_sum.double())
+            sums[2 + n:].index_add_(0, stage, count.double())
+    model.train(was_training)
+    if sums is not None and world_size > 1:
+        dist.all_reduce(sums)
+    if sums is None or sums[1] == 0:
+        raise UserError("the validation set gave no labelled positions; is eval_iters at least 1 and "
+                        "does the queue have validation files?")
+    losses = {'val/loss': (sums[0] / sums[1]).item()}
+    for i, name in enumerate(names):
+        if sums[2 + n + i] > 0:
+            losses[f'val/{name}'] = (sums[2 + i] / sums[2 + n + i]).item()
+    return losses
 
 
 def check_queue_fits(meta, training_type):

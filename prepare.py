@@ -14,17 +14,19 @@ import multiprocessing
 import os
 import sys
 
-from configurator import Config, UserError, load_config, run_cli
+from common import UserError, run_cli
+from configurator import Config, load_config
 from queue_io import PARENT_PID_ENV
-from prepare_streaming import dataset_from_argv, load_provider_class
+from prepare_streaming import load_provider_class, provider_defaults
 
 dataset = 'char_diffusion'  # used when neither a config file nor the command line names one
 WORKER_STOP_TIMEOUT = 30.0  # seconds a worker gets to finish its file after SIGTERM
 
 
 def resolve_config(argv):
-    provider_cls = load_provider_class(dataset_from_argv(argv, dataset))
-    return provider_cls, load_config(provider_cls.config_defaults(), argv)
+    # the dataset a config file names decides which provider's keys exist
+    cfg = load_config(dict(dataset=dataset), argv, extra_defaults=lambda values: provider_defaults(values['dataset']))
+    return load_provider_class(cfg.dataset), cfg
 
 
 def run_worker(provider_cls, cfg, parent_pid):

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 import queue_io
-from configurator import REPO_ROOT, UserError, config_fingerprint, exec_config_file, parse_value, split_argv
+from common import REPO_ROOT, UserError
+from configurator import config_fingerprint
 from data.corpus import DEFAULT_CORPUS, build_vocab, encode, read_corpus, split_ids
 
 SPLIT_CODES = {'train': 0, 'val': 1}  # part of every file's seed: train and val streams never overlap
@@ -65,16 +66,16 @@ def available_datasets():
                   if os.path.isfile(os.path.join(data_root, name, 'prepare_streaming.py')))
 
 
-def dataset_from_argv(argv, default):
-    """The `dataset` a command line asks for, read before the full config (whose keys depend on it)."""
-    files, overrides = split_argv(argv)
-    values = {'dataset': default}
-    for path in files:
-        values.update(exec_config_file(path, values))
-    for key, text in overrides:
-        if key == 'dataset':
-            values['dataset'] = parse_value(text)
-    return values['dataset']
+def provider_defaults(dataset):
+    """Every key the provider of `dataset` reads, with its default (UserError for an unknown dataset)."""
+    return load_provider_class(dataset).config_defaults()
+
+
+def provider_keys_if_known(values):
+    """The provider keys of the dataset a config names, or none when it names no known dataset:
+    for the unread-key warning of scripts that do not run a provider themselves."""
+    dataset = values.get('dataset')
+    return provider_defaults(dataset) if dataset in available_datasets() else {}
 
 
 class DataProviderBase:
@@ -275,15 +276,24 @@ class DataProviderBase:
             print(line, flush=True)
         return tokens, seconds
 
+    def val_file_batches(self, index):
+        """Batches in validation file `index`: eval_iters batches, batches_per_file to a file."""
+        return min(self.cfg['batches_per_file'], self.cfg['eval_iters'] - index * self.cfg['batches_per_file'])
+
     def write_validation_set(self):
         """eval_iters batches in num_val_files files; deterministic, written once, completed after a crash."""
-        eval_iters, per_file = self.cfg['eval_iters'], self.cfg['batches_per_file']
         for index in range(self.num_val_files):
             path = os.path.join(self.val_dir, queue_io.val_file_name(index))
             if os.path.exists(path) or self.should_stop():
                 continue
-            self.write_file('val', index, path, min(per_file, eval_iters - index * per_file))
+            self.write_file('val', index, path, self.val_file_batches(index))
             self.beat('writing validation set')
+
+    def validation_files(self):
+        """The tensors of every validation file, exactly as write_validation_set writes them, made in
+        memory (evaluate.py rebuilds a checkpoint's validation set this way, with no queue)."""
+        for index in range(self.num_val_files):
+            yield self.make_file('val', 0, index, self.val_file_batches(index))[0]
 
     def write_train_files(self):
         written = 0

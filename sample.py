@@ -19,7 +19,6 @@ $ python sample.py --start="ROMEO:" --num_samples=8 --verbose=True
 
 import json
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -27,9 +26,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import sampling_utils as su
-from checkpoints import describe_out_dir, load_checkpoint, model_from_checkpoint, newest_checkpoint
-from model import DTYPES, resolve_device
-from configurator import UserError, defaults_from, load_config, run_cli
+from checkpoints import describe_out_dir, fit_problem, load_checkpoint, model_from_checkpoint, newest_checkpoint
+from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
+from configurator import defaults_from, load_config
+from prepare_streaming import provider_keys_if_known
 from data.corpus import decode, encode
 
 # -----------------------------------------------------------------------------
@@ -160,17 +160,6 @@ def check_common_settings(cfg):
         raise UserError(f"top_k={cfg.top_k!r} must be a positive integer or None")
 
 
-def autocast_context(device, dtype_name):
-    device_type = device.split(':')[0]  # 'cuda:1' -> 'cuda'
-    if dtype_name == 'auto':
-        dtype_name = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-    if dtype_name not in DTYPES:
-        raise UserError(f"dtype={dtype_name!r} is unknown; use 'auto' or one of {', '.join(DTYPES)}")
-    if dtype_name == 'float32':
-        return nullcontext()
-    return torch.amp.autocast(device_type=device_type, dtype=DTYPES[dtype_name])
-
-
 # -----------------------------------------------------------------------------
 # checkpoints
 
@@ -209,17 +198,14 @@ def load_remasking_checkpoint(cfg):
 def check_pair(path, ckpt, rpath, rckpt, length):
     """The two models must share the vocabulary and both see `length` characters."""
     for p, c in ((path, ckpt), (rpath, rckpt)):
-        if c is not None and length > c['model_args']['block_size']:
-            raise UserError(f"sequence_length={length} is longer than the block size "
-                            f"{c['model_args']['block_size']} of {p}; lower sequence_length")
-    if rckpt is None:
-        return
-    meta, rmeta = ckpt['meta'], rckpt['meta']
-    if (meta['stoi'] != rmeta['stoi'] or ckpt['model_args']['vocab_size'] != rckpt['model_args']['vocab_size']
-            or meta['wrong_token_id'] != rmeta['wrong_token_id']):
-        raise UserError(f"{path} ({len(meta['stoi'])} characters, dataset {meta.get('dataset')!r}) and {rpath} "
-                        f"({len(rmeta['stoi'])} characters, dataset {rmeta.get('dataset')!r}) do not share a "
-                        f"vocabulary; use two models trained on the same corpus")
+        problem = fit_problem(c, min_block_size=length) if c is not None else None
+        if problem:
+            raise UserError(f"sequence_length={length} does not fit {p}: {problem}; lower sequence_length")
+    problem = fit_problem(rckpt, stoi=ckpt['meta']['stoi']) if rckpt is not None else None
+    if problem:
+        raise UserError(f"{path} (dataset {ckpt['meta'].get('dataset')!r}) and {rpath} (dataset "
+                        f"{rckpt['meta'].get('dataset')!r}) do not share a vocabulary: {problem}; "
+                        f"use two models trained on the same corpus")
 
 
 def resolve_sampler(cfg, meta, path):
@@ -472,7 +458,7 @@ def write_jsonl(path, texts, per_sample, run):
 # -----------------------------------------------------------------------------
 
 def main(argv=None):
-    cfg = load_config(DEFAULTS, argv or [])
+    cfg = load_config(DEFAULTS, argv or [], other_keys=provider_keys_if_known)
     check_common_settings(cfg)
     path, ckpt = load_unmasking_checkpoint(cfg)
     sampler_kind = resolve_sampler(cfg, ckpt['meta'], path)
@@ -498,7 +484,7 @@ def main(argv=None):
 
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    ctx = autocast_context(device, cfg.dtype)
+    ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
 
     def build(c):
         model = model_from_checkpoint(c, device=device)

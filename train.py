@@ -13,6 +13,7 @@ and stops it when training ends. Every key below can be set by a config file or 
 so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
 """
 
+import itertools
 import math
 import os
 import random
@@ -21,20 +22,22 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoints import (LATEST_NAME, checkpoint_name, load_checkpoint, run_kind, save_checkpoint,
-                         versioned_checkpoints)
-from configurator import REPO_ROOT, UserError, defaults_from, load_config, run_cli
+from checkpoints import (LATEST_NAME, checkpoint_name, fit_problem, load_checkpoint, run_kind, save_checkpoint,
+                         strip_compile_prefix, versioned_checkpoints)
+from common import (REPO_ROOT, UserError, autocast_context, print0, resolve_device, resolve_dtype, run_cli,
+                    seed_everything)
+from configurator import defaults_from, load_config
 from dataset_consumer import DatasetConsumer, validate_meta
-from model import DTYPES, GPT, GPTConfig, resolve_device
-from objectives import REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, clean_text, compute_loss, per_row_loss
-from prepare_streaming import dataset_from_argv, load_provider_class
+from model import GPT, GPTConfig
+from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
+                        validation_loss)
+from prepare_streaming import provider_defaults
 from queue_io import PARENT_PID_ENV, atomic_json, dataset_dir, live_producers
 
 # -----------------------------------------------------------------------------
@@ -92,14 +95,6 @@ seed = 1337
 # -----------------------------------------------------------------------------
 DEFAULTS = defaults_from(globals())
 
-# the architecture keys a resumed checkpoint must match
-ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
-
-
-def print0(*args, **kwargs):
-    """print on the master process only (every rank runs the same script)."""
-    if int(os.environ.get('RANK', 0)) == 0:
-        print(*args, **kwargs, flush=True)
 
 
 # -----------------------------------------------------------------------------
@@ -113,10 +108,16 @@ def resolve_config(argv):
     The dataset (from a config file or --dataset=) decides which provider keys exist, so it is
     read first from the config files alone.
     """
-    provider_defaults = load_provider_class(dataset_from_argv(argv, DEFAULTS['dataset'])).config_defaults()
-    cfg = load_config(DEFAULTS, argv, extra_defaults=provider_defaults)
+    provider_keys = []
+
+    def passed_on(values):  # the provider's keys, once the config files have named the dataset
+        defaults = provider_defaults(values['dataset'])
+        provider_keys.extend(sorted(defaults))
+        return defaults
+
+    cfg = load_config(DEFAULTS, argv, extra_defaults=passed_on)
     check_config(cfg)
-    return cfg, sorted(provider_defaults)
+    return cfg, provider_keys
 
 
 def check_config(cfg):
@@ -153,30 +154,15 @@ def compute_init(cfg):
             torch.cuda.set_device(device)
         dist.init_process_group(backend=cfg.backend or ('nccl' if device.startswith('cuda') else 'gloo'))
     device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
-    dtype = cfg.dtype
-    if dtype == 'auto':
-        if device_type == 'cuda':
-            dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-        else:
-            dtype = 'float32'
-    if dtype not in DTYPES:
-        raise UserError(f"dtype={dtype!r} is unknown; use 'auto' or one of {', '.join(DTYPES)}")
-    if dtype == 'float16' and device_type != 'cuda':
-        raise UserError("dtype='float16' needs CUDA; use 'float32' or 'bfloat16' on the CPU")
+    dtype = resolve_dtype(cfg.dtype, device)
     # a different seed per rank: different dropout masks (the data differs anyway: own queue files)
     seed_everything(cfg.seed + rank)
     if device_type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls: much faster, precision is plenty
         torch.backends.cudnn.allow_tf32 = True
-    autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=DTYPES[dtype])
+    autocast = autocast_context(device, dtype)
     return dict(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, master=rank == 0,
                 device=device, device_type=device_type, dtype=dtype, autocast=autocast)
-
-
-def seed_everything(value):
-    torch.manual_seed(value)
-    np.random.seed(value % 2**32)
-    random.seed(value)
 
 
 def compute_cleanup(ctx):
@@ -289,19 +275,10 @@ def model_args_from(cfg, meta):
 
 def check_resumable(checkpoint, model_args, cfg, meta, path):
     """One clear line when the checkpoint cannot continue under this config and queue."""
-    saved = checkpoint['model_args']
-    for key in ARCH_KEYS:
-        if saved.get(key) != model_args[key]:
-            raise UserError(f"cannot resume {path}: it has {key}={saved.get(key)!r} but the config/queue gives "
-                            f"{model_args[key]!r}; set {key}={saved.get(key)!r} or use another out_dir")
-    if checkpoint['meta']['stoi'] != meta['stoi']:
-        raise UserError(f"cannot resume {path}: its vocabulary differs from the queue's (another corpus?); "
-                        f"use the checkpoint's corpus or another out_dir")
-    saved_kind = run_kind(checkpoint['training_type'], checkpoint.get('remasking_loss_type'))
-    kind = run_kind(cfg.training_type, cfg.remasking_loss_type)
-    if saved_kind != kind:
-        raise UserError(f"cannot resume {path}: it is a {saved_kind} run but the config asks for {kind}; "
-                        f"set training_type/remasking_loss_type to match or use another out_dir")
+    problem = fit_problem(checkpoint, model_args=model_args, stoi=meta['stoi'],
+                          kind=run_kind(cfg.training_type, cfg.remasking_loss_type))
+    if problem:
+        raise UserError(f"cannot resume {path}: {problem}; change the config to match or use another out_dir")
 
 
 def build_model(cfg, ctx, meta):
@@ -314,7 +291,7 @@ def build_model(cfg, ctx, meta):
         check_resumable(checkpoint, model_args, cfg, meta, path)
     model = GPT(GPTConfig(**model_args))
     if checkpoint is not None:
-        model.load_state_dict({k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()})
+        model.load_state_dict(strip_compile_prefix(checkpoint['model']))
     model.to(ctx['device'])
     print0(f"model: {model.get_num_params() / 1e6:.2f}M parameters, {cfg.attention_type} attention, "
            f"vocab {meta['vocab_size']}")
@@ -334,62 +311,15 @@ def get_lr(it, cfg):
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def model_input(batch, training_type):
-    """What the model reads: the corrupted x, or for the autoregressive model the clean text."""
-    if training_type == 'autoregressive':
-        return clean_text(batch['x'], batch['y'])
-    return batch['x']
-
-
 # -----------------------------------------------------------------------------
 # evaluation
 
 
-def stage_names(meta):
-    """'stage_<i>_<type>' for each validation stage, or [] when the queue has no stage list."""
-    stages = meta.get('validation_stages')
-    if not isinstance(stages, (list, tuple)):
-        return []
-    return [f"stage_{i}_{s.get('type', 'stage') if isinstance(s, dict) else 'stage'}" for i, s in enumerate(stages)]
-
-
-@torch.no_grad()
 def evaluate(model, consumer, cfg, ctx):
-    """Loss over the fixed validation set (up to eval_iters batches) and per validation stage.
-
-    The loss is averaged over labelled positions, not over batches, so it is the same number however
-    the set is split. Under DDP each rank takes every world_size-th batch and the sums are all-reduced.
-    """
-    names = stage_names(consumer.meta)
-    n = len(names)
-    sums = torch.zeros(2 + 2 * n, dtype=torch.float64, device=ctx['device'])  # [loss, count, stage losses, stage counts]
-    model.eval()
-    for i, batch in enumerate(consumer.val_batches()):
-        if i >= cfg.eval_iters:
-            break
-        if i % ctx['world_size'] != ctx['rank']:
-            continue
-        with ctx['autocast']:
-            logits, _ = model(model_input(batch, cfg.training_type))  # (B, T, V)
-        loss_sum, count = per_row_loss(logits, batch['x'], batch['y'], cfg.training_type,
-                                       cfg.remasking_loss_type, consumer.meta['wrong_token_id'])  # (B,), (B,)
-        sums[0] += loss_sum.sum().double()
-        sums[1] += count.sum().double()
-        if n and 'stage' in batch:
-            stage = batch['stage'].long()
-            sums[2:2 + n].index_add_(0, stage, loss_sum.double())
-            sums[2 + n:].index_add_(0, stage, count.double())
-    model.train()
-    if ctx['ddp']:
-        dist.all_reduce(sums)
-    if sums[1] == 0:
-        raise UserError("the validation set gave no labelled positions; is eval_iters at least 1 and "
-                        "does the queue have validation files?")
-    losses = {'val/loss': (sums[0] / sums[1]).item()}
-    for i, name in enumerate(names):
-        if sums[2 + n + i] > 0:
-            losses[f'val/{name}'] = (sums[2 + i] / sums[2 + n + i]).item()
-    return losses
+    """Loss over the fixed validation set (up to eval_iters batches) and per validation stage."""
+    return validation_loss(model, itertools.islice(consumer.val_batches(), cfg.eval_iters), consumer.meta,
+                           cfg.training_type, cfg.remasking_loss_type, ctx['autocast'], ctx['rank'],
+                           ctx['world_size'])
 
 
 # -----------------------------------------------------------------------------
@@ -477,7 +407,7 @@ def train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps):
             model.require_backward_grad_sync = micro_step == micro_steps - 1
         batch = consumer.get_batch_dict('train')
         with ctx['autocast']:
-            logits, _ = model(model_input(batch, cfg.training_type))  # (B, T, V)
+            logits, _ = model(model_input(batch['x'], batch['y'], cfg.training_type))  # (B, T, V)
             loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type,
                                 cfg.remasking_loss_type, consumer.meta['wrong_token_id'])
             loss = loss / micro_steps  # the gradients sum over micro-steps: scale to a mean

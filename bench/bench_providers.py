@@ -17,8 +17,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from configurator import load_config, run_cli  # noqa: E402
-from prepare_streaming import dataset_from_argv, file_seed, load_provider_class, seeded_generator  # noqa: E402
+from common import run_cli  # noqa: E402
+from configurator import load_config  # noqa: E402
+from prepare_streaming import file_seed, load_provider_class, provider_defaults, seeded_generator  # noqa: E402
 
 dataset = 'char_diffusion'
 n_files = 5       # files timed after one warm-up file (threads: the provider key num_threads, default 1)
@@ -49,8 +50,9 @@ def time_phases(provider, seq):
 
 def producer_rate(argv):
     """(config, tokens/s, {phase: seconds per file}) of the provider that argv configures."""
-    provider_cls = load_provider_class(dataset_from_argv(argv, dataset))
-    cfg = load_config(provider_cls.config_defaults(), argv, extra_defaults=dict(n_files=n_files), warn_unread=False)
+    cfg = load_config(dict(dataset=dataset, n_files=n_files), argv, warn_unread=False,
+                      extra_defaults=lambda values: provider_defaults(values['dataset']))
+    provider_cls = load_provider_class(cfg.dataset)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg['num_threads'])
     try:

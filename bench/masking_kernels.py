@@ -15,8 +15,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.char_diffusion import masking_utils as mu  # noqa: E402
-from data.char_random_replacement import corruption  # noqa: E402
+from data import masking as mu  # noqa: E402
+from data import corruption  # noqa: E402
 
 HEAVY_STICKY = {'type': 'sticky', 'target_masked_ratio': 0.9, 'p1_probability': 0.05, 'p2_probability': 0.6}
 STAGES = [

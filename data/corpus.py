@@ -11,7 +11,7 @@ import urllib.request
 
 import numpy as np
 
-from configurator import REPO_ROOT, UserError
+from common import REPO_ROOT, UserError
 
 IGNORE_INDEX = -100  # label of positions that carry no loss
 SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'

@@ -4,7 +4,8 @@ import os
 import pytest
 
 import configurator
-from configurator import UserError, load_config, run_cli
+from common import run_cli
+from configurator import ConfigError, load_config
 
 DEFAULTS = dict(batch_size=64, learning_rate=1e-3, out_dir='out', compile=True, betas=(0.9, 0.95),
                 stages=[], init_from=None, dataset='', composition_config='')
@@ -13,9 +14,8 @@ DEFAULTS = dict(batch_size=64, learning_rate=1e-3, out_dir='out', compile=True, 
 @pytest.fixture(autouse=True)
 def known_keys_are_ours(monkeypatch):
     """Keys a config file may set: DEFAULTS plus what the config itself declares, not the keys of
-    whatever train.py / sample.py / providers exist at the time (they are not what is tested)."""
-    monkeypatch.setattr(configurator, 'SCRIPT_MODULES', ())
-    monkeypatch.setattr(configurator, 'provider_keys', lambda dataset: {})
+    whatever train.py / sample.py / evaluate.py declare at the time (they are not what is tested)."""
+    monkeypatch.setattr(configurator, 'SCRIPT_FILES', ())
 
 
 def write(path, text):
@@ -77,7 +77,7 @@ def test_overrides_are_literals(argument, key, expected):
 
 
 def test_unknown_command_line_key_names_the_closest_key():
-    with pytest.raises(UserError, match=r"unknown config key 'batch_sise' \(did you mean 'batch_size'\?\)"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'batch_sise' \(did you mean 'batch_size'\?\)"):
         load_config(DEFAULTS, ['--batch_sise=3'])
 
 
@@ -85,18 +85,18 @@ def test_unknown_command_line_key_names_the_closest_key():
                                       '--learning_rate=fast', '--betas=0.9'])
 def test_wrong_type_on_the_command_line(argument):
     key = argument[2:].split('=')[0]
-    with pytest.raises(UserError, match=rf"^{key} expects a .* but command line gives"):
+    with pytest.raises(ConfigError, match=rf"^{key} expects a .* but command line gives"):
         load_config(DEFAULTS, [argument])
 
 
 def test_wrong_type_in_a_config_file(tmp_path):
     config = write(tmp_path / 'x.py', "batch_size = '64'\n")
-    with pytest.raises(UserError, match=rf"batch_size expects a int .* but {config} gives str"):
+    with pytest.raises(ConfigError, match=rf"batch_size expects a int .* but {config} gives str"):
         load_config(DEFAULTS, [config])
 
 
 def test_override_without_value():
-    with pytest.raises(UserError, match="'--compile' needs a value: write --compile=VALUE"):
+    with pytest.raises(ConfigError, match="'--compile' needs a value: write --compile=VALUE"):
         load_config(DEFAULTS, ['--compile'])
 
 
@@ -118,24 +118,27 @@ def test_config_file_key_is_overridable_on_the_command_line(tmp_path):
 def test_extra_defaults_are_known_and_checked():
     extra = dict(max_backlog_files=8)
     assert load_config(DEFAULTS, ['--max_backlog_files=2'], extra_defaults=extra).max_backlog_files == 2
-    with pytest.raises(UserError):
+    by_dataset = lambda values: dict(max_backlog_files=8) if values['dataset'] == 'toy' else {}  # noqa: E731
+    assert load_config(DEFAULTS, ['--dataset=toy', '--max_backlog_files=3'], extra_defaults=by_dataset).max_backlog_files == 3
+    with pytest.raises(ConfigError):
         load_config(DEFAULTS, ['--max_backlog_files=two'], extra_defaults=extra)
 
 
 @pytest.fixture
 def compositions(tmp_path, monkeypatch):
-    """data/<dataset>/config/ lives under tmp_path for the test."""
-    monkeypatch.setattr(configurator, 'composition_path',
-                        lambda dataset, name: str(tmp_path / 'data' / dataset / 'config' / f'{name}.py'))
-    write(tmp_path / 'data' / 'toy' / 'config' / 'two_stages.py',
+    """The shared composition folder (data/compositions/) and the dataset folders live under tmp_path."""
+    monkeypatch.setattr(configurator, 'COMPOSITIONS_DIR', str(tmp_path / 'compositions'))
+    monkeypatch.setattr(configurator, 'REPO_ROOT', str(tmp_path))
+    write(tmp_path / 'compositions' / 'two_stages.py',
           "stages = [dict(type='random', max_masked_ratio=0.5),\n"
           "          dict(type='span', spans_count=batch_size // 32)]\n")
     return tmp_path
 
 
-def test_composition_path_points_into_the_dataset_folder():
-    assert configurator.composition_path('char_diffusion', 'x') == os.path.join(
-        configurator.REPO_ROOT, 'data', 'char_diffusion', 'config', 'x.py')
+def test_compositions_live_in_one_shared_folder():
+    assert configurator.composition_path('x') == os.path.join(configurator.REPO_ROOT, 'data', 'compositions', 'x.py')
+    assert configurator.composition_path('complex', 'char_random_replacement') == os.path.join(
+        configurator.REPO_ROOT, 'data', 'compositions', 'complex.py')  # every provider finds it
 
 
 def test_composition_config_from_a_config_file(compositions, capsys):
@@ -146,38 +149,53 @@ def test_composition_config_from_a_config_file(compositions, capsys):
 
 
 def test_composition_config_from_the_command_line(compositions):
-    cfg = load_config(DEFAULTS, ['--dataset=toy', '--composition_config=two_stages', '--batch_size=96'])
+    cfg = load_config(DEFAULTS, ['--composition_config=two_stages', '--batch_size=96'])
     assert cfg.stages[1] == dict(type='span', spans_count=2)  # sees the values before overrides
     assert cfg.batch_size == 96
 
 
+def test_a_datasets_own_composition_wins(compositions):
+    write(compositions / 'data' / 'toy' / 'config' / 'two_stages.py', "stages = [dict(type='span', spans_count=1)]\n")
+    assert load_config(DEFAULTS, ['--dataset=toy', '--composition_config=two_stages']).stages[0]['spans_count'] == 1
+    assert load_config(DEFAULTS, ['--dataset=other', '--composition_config=two_stages']).stages[1]['spans_count'] == 2
+
+
 def test_missing_composition_lists_the_available_ones(compositions):
     expected = r"composition_config 'three' not found at .*available: \['two_stages'\]"
-    with pytest.raises(UserError, match=expected):
+    with pytest.raises(ConfigError, match=expected):
         load_config(DEFAULTS, ['--dataset=toy', '--composition_config=three'])
-
-
-def test_composition_needs_a_dataset():
-    with pytest.raises(UserError, match="needs a dataset"):
-        load_config(DEFAULTS, ['--composition_config=two_stages'])
 
 
 def test_missing_config_file(tmp_path):
     missing = str(tmp_path / 'nope.py')
-    with pytest.raises(UserError, match=f"config file {missing} does not exist"):
+    with pytest.raises(ConfigError, match=f"config file {missing} does not exist"):
         load_config(DEFAULTS, [missing])
+
+
+def test_config_file_with_a_syntax_error_is_one_line(tmp_path):
+    config = write(tmp_path / 'x.py', "batch_size = 8\nlearning_rate = (1e-3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULTS, [config])
+    assert str(error.value).startswith(f"config file {config} line 2: ")
+    assert 'learning_rate = (1e-3' in str(error.value) and '\n' not in str(error.value)
+
+
+def test_the_keys_of_the_scripts_are_read_from_their_source(tmp_path):
+    script = write(tmp_path / 's.py', "import os\nbatch_size = 4\nname = 'x'\nIGNORE = 1\n_private = 2\n"
+                                      "derived = os.getcwd()\nDEFAULTS = {}\n")
+    assert configurator.script_keys(script) == {'batch_size', 'name'}
 
 
 def test_broken_config_file_says_where(tmp_path):
     config = write(tmp_path / 'x.py', "batch_size = undefined_name\n")
-    with pytest.raises(UserError, match=f"config file {config} failed: NameError"):
+    with pytest.raises(ConfigError, match=f"config file {config} failed: NameError"):
         load_config(DEFAULTS, [config])
 
 
 def test_run_cli_prints_one_error_line_and_exits_2(capsys, monkeypatch):
     monkeypatch.setattr('sys.argv', ['script.py', '--batch_sise=3'])
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(lambda argv: load_config(DEFAULTS, argv))
+        run_cli(lambda argv: load_config(DEFAULTS, argv))  # a ConfigError carries run_cli's user-error mark
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith("error: unknown config key 'batch_sise'")

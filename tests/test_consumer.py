@@ -12,7 +12,7 @@ import torch
 import dataset_consumer
 from bench.consumer_overhead import (measure_overhead, synthetic_meta, write_file,
                                      write_synthetic_queue)
-from configurator import UserError
+from common import UserError
 from dataset_consumer import DatasetConsumer, claimed_dir, validate_meta
 from queue_io import ready_files, split_dir, train_file_name, val_file_name, write_meta
 from conftest import REPO_ROOT, stop_process_group
@@ -167,7 +167,7 @@ def test_two_ranks_in_one_process_share_the_queue(tmp_path):
 
 RANK_SCRIPT = """
 import json, os, sys, time
-from configurator import UserError
+from common import UserError
 from dataset_consumer import DatasetConsumer
 data_dir, rank = sys.argv[1], int(sys.argv[2])
 open(os.path.join(data_dir, f'ready_{rank}'), 'w').close()

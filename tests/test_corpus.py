@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from configurator import UserError
+from common import UserError
 from data import corpus
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"

@@ -4,9 +4,9 @@ import re
 import pytest
 import torch
 
-from configurator import UserError
-from data.char_diffusion import masking_utils as mu
-from data.char_random_replacement import corruption as c
+from common import UserError
+from data import masking as mu
+from data import corruption as c
 
 NAMES = ('random', 'mask', 'fragment')
 N_CHARS = 60

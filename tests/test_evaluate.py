@@ -11,7 +11,8 @@ import torch.nn as nn
 import eval_metrics as em
 import evaluate
 from checkpoints import save_checkpoint
-from configurator import UserError, load_config
+from common import UserError
+from configurator import load_config
 from data.corpus import build_vocab, encode
 from model import GPT, GPTConfig
 from prepare_streaming import load_provider_class

@@ -9,8 +9,9 @@ import torch
 
 import queue_io
 from checkpoints import save_checkpoint
-from configurator import Config, UserError
-from data.char_inference_replacement.checkpoint_predictor import CheckpointPredictionCorruptor
+from common import UserError
+from configurator import Config
+from data.checkpoint_predictor import CheckpointPredictionCorruptor
 from data.char_inference_replacement.prepare_streaming import BRANCH_NAMES, Provider
 from data.corpus import build_vocab
 from model import GPT, GPTConfig

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from configurator import UserError
-from data.char_diffusion import masking_utils as mu
+from common import UserError
+from data import masking as mu
 
 
 def gen(seed=0):

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from checkpoints import model_from_checkpoint
-from configurator import UserError
+from common import UserError
 from model import GPT, GPTConfig, apply_rotary, rotary_tables
 
 

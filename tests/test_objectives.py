@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from configurator import UserError
+from common import UserError
 from objectives import (check_queue_fits, clean_text, compute_loss, per_row_loss, remasking_loss,
                         remasking_targets, unmasking_loss)
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import queue_io
-from configurator import UserError, load_config
+from common import UserError
+from configurator import load_config
 from data.corpus import IGNORE_INDEX, decode, split_ids
 from prepare_streaming import file_seed, load_provider_class, seeded_generator
 
@@ -183,7 +184,7 @@ def test_stage_errors_name_the_key(tiny_corpus, tmp_path):
 
 
 def test_shipped_configs_resolve(tiny_corpus, tmp_path):
-    from configurator import REPO_ROOT
+    from common import REPO_ROOT
     for name, dataset in (('train_char_diffusion', 'char_diffusion'),
                           ('train_char_random_replacement_targets_full', 'char_random_replacement')):
         provider_cls = load_provider_class(dataset)

@@ -10,7 +10,8 @@ import torch.nn as nn
 import sample
 import sampling_utils as su
 from checkpoints import save_checkpoint
-from configurator import Config, UserError
+from common import UserError
+from configurator import Config
 from data.corpus import build_vocab, decode, encode
 
 TEXT = "to be, or not to be: that is the question. whether 'tis nobler in the mind"
@@ -361,7 +362,7 @@ def save_tiny(out_dir, name, training_type='unmasking', text=TEXT, block_size=48
 def run_cli(capsys, monkeypatch, args):
     monkeypatch.setattr(sys, 'argv', ['sample.py', *args])
     with pytest.raises(SystemExit) as exit_info:
-        from configurator import run_cli as cli
+        from common import run_cli as cli
         cli(sample.main)
     err = capsys.readouterr().err.strip().splitlines()
     return exit_info.value.code, err

@@ -18,13 +18,13 @@ and `targets`.
 
 import torch
 
-from configurator import UserError
-from data.char_diffusion import masking_utils
-from data.char_random_replacement import corruption
+from common import UserError
+from data import masking
+from data import corruption
 from data.corpus import IGNORE_INDEX
 from prepare_streaming import DataProviderBase
 
-BERT_BRANCH_NAMES = ('mask', 'random', 'keep')  # masking_utils.bert_branches codes 0, 1, 2
+BERT_BRANCH_NAMES = ('mask', 'random', 'keep')  # masking.bert_branches codes 0, 1, 2
 STAGE_BRANCH_NAMES = ('mask',)
 
 
@@ -63,7 +63,7 @@ class CharDiffusionProvider(DataProviderBase):
             stages = self.cfg[key]
             if stages is None:
                 continue
-            masking_utils.validate_stages(stages, key, self.cfg['block_size'])
+            masking.validate_stages(stages, key, self.cfg['block_size'])
             if len(stages) > self.cfg['batch_size']:
                 raise UserError(f"{key} has {len(stages)} stages but batch_size={self.cfg['batch_size']}; "
                                 f"every batch holds every stage, so use batch_size >= {len(stages)}")
@@ -82,7 +82,7 @@ class CharDiffusionProvider(DataProviderBase):
         stage_lists = dict(unmasking_stages=self.stages('train') if self.stage_mode else None,
                            validation_stages=self.stages('val') if self.stage_mode else None)
         mode = dict(mode='stages') if self.stage_mode else dict(
-            mode='bert', mask_probability=self.cfg['mask_probability'], bert_shares=masking_utils.BERT_SHARES)
+            mode='bert', mask_probability=self.cfg['mask_probability'], bert_shares=masking.BERT_SHARES)
         return dict(label_semantics=self.label_semantics('train'),
                     val_label_semantics=self.label_semantics('val'),
                     corruption_type='masking', corruption=mode, mixture_has_mask=True, **stage_lists)
@@ -104,8 +104,8 @@ class CharDiffusionProvider(DataProviderBase):
         """Which positions each row corrupts: (Bool (N, T), stage index per row Long (N,) or None)."""
         T = self.cfg['block_size']
         if self.stage_mode:
-            return masking_utils.staged_masks(self.stages(split), n_rows, T, self.cfg['batch_size'], generator)
-        return masking_utils.bernoulli_mask(n_rows, T, self.cfg['mask_probability'], generator), None
+            return masking.staged_masks(self.stages(split), n_rows, T, self.cfg['batch_size'], generator)
+        return masking.bernoulli_mask(n_rows, T, self.cfg['mask_probability'], generator), None
 
     def corrupt_selected(self, split, clean, selected, generator):
         """(x (N, T), branch (N, T) with -1 outside `selected`, branch names) for the selected positions."""
@@ -113,8 +113,8 @@ class CharDiffusionProvider(DataProviderBase):
         if self.stage_mode:
             branch = selected.to(torch.int8) - 1  # 0 ('mask') where selected, -1 elsewhere
             return clean.masked_fill(selected, mask_id), branch, STAGE_BRANCH_NAMES
-        branch = masking_utils.bert_branches(selected, generator)  # (N, T) int8: -1 / mask / random / keep
-        x = masking_utils.apply_bert_branches(clean, branch, mask_id, len(self.vocab['chars']), generator)
+        branch = masking.bert_branches(selected, generator)  # (N, T) int8: -1 / mask / random / keep
+        x = masking.apply_bert_branches(clean, branch, mask_id, len(self.vocab['chars']), generator)
         return x, branch, BERT_BRANCH_NAMES
 
     def targets(self, split, clean, selected):

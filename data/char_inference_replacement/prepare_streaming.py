@@ -20,9 +20,9 @@ mistakes (config/train_remasking_from_predictions.py). See docs/inference_replac
 import os
 import time
 
-from configurator import UserError
-from data.char_inference_replacement.checkpoint_predictor import CheckpointPredictionCorruptor
-from data.char_random_replacement import corruption
+from common import UserError
+from data.checkpoint_predictor import CheckpointPredictionCorruptor
+from data import corruption
 from data.char_random_replacement.prepare_streaming import CharRandomReplacementProvider
 from prepare_streaming import STOP_POLL
 

@@ -17,9 +17,9 @@ set never uses fragments: their weight is dropped and the other weights renormal
 
 import torch
 
-from configurator import UserError
+from common import UserError
 from data.char_diffusion.prepare_streaming import CharDiffusionProvider
-from data.char_random_replacement import corruption
+from data import corruption
 
 BRANCH_NAMES = ('random', 'mask', 'fragment')
 

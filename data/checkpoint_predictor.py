@@ -22,10 +22,9 @@ import time
 
 import torch
 
-from checkpoints import (LATEST_NAME, load_checkpoint, model_from_checkpoint, parse_checkpoint_name, run_kind,
-                         versioned_checkpoints)
-from model import DTYPES, resolve_device
-from configurator import UserError
+from checkpoints import checkpoint_candidates, fit_problem, load_checkpoint, model_from_checkpoint, parse_checkpoint_name
+from common import DTYPES, UserError, resolve_device
+from sampling_utils import sample_categorical
 
 
 
@@ -98,11 +97,7 @@ class CheckpointPredictionCorruptor:
 
     def candidates(self):
         """Paths to try, newest iteration first; ckpt.pt only while the run has no versioned checkpoint."""
-        found = versioned_checkpoints(self.checkpoint_dir, self.kind)  # [(iter, path)] oldest first
-        if found:
-            return [(it, path) for it, path in reversed(found)]
-        latest = os.path.join(self.checkpoint_dir, LATEST_NAME)
-        return [(None, latest)] if os.path.exists(latest) else []
+        return checkpoint_candidates(self.checkpoint_dir, self.kind)
 
     def refresh(self):
         """Load a newer checkpoint when there is one (scans at most every refresh_seconds once a model
@@ -148,17 +143,9 @@ class CheckpointPredictionCorruptor:
         return model, checkpoint.get('iter_num')
 
     def check_fits(self, checkpoint):
-        for key in ('model', 'model_args', 'meta'):
-            if key not in checkpoint:
-                raise UserError(f"it has no '{key}' entry (not a checkpoint of train.py)")
-        saved_kind = run_kind(checkpoint.get('training_type'), checkpoint.get('remasking_loss_type'))
-        if checkpoint.get('training_type') is not None and saved_kind != self.kind:
-            raise UserError(f"it is a {saved_kind} checkpoint, not {self.kind}")
-        block_size = checkpoint['model_args'].get('block_size')
-        if block_size != self.block_size:
-            raise UserError(f"its block_size={block_size} differs from the dataset's block_size={self.block_size}")
-        if checkpoint['meta'].get('stoi') != self.stoi:
-            raise UserError("its vocabulary (stoi) differs from the dataset's (another corpus?)")
+        problem = fit_problem(checkpoint, kind=self.kind, block_size=self.block_size, stoi=self.stoi)
+        if problem:
+            raise UserError(problem)
 
     # -------------------------------------------------------------------------
     # predicting
@@ -187,5 +174,4 @@ class CheckpointPredictionCorruptor:
         """argmax (P,), or with sampling a draw from softmax in float64 (float32 noise loses diversity)."""
         if not self.sampling:
             return logits.argmax(dim=-1).cpu()
-        probs = torch.softmax(logits.double(), dim=-1).cpu()  # (P, V); on CPU so the file's generator drives it
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return sample_categorical(logits.double().cpu(), generator)  # on CPU: the file's generator drives it

@@ -2,7 +2,7 @@
 Mixture corruption for the random replacement providers: which branch each selected position
 takes, the tokens of the random and fragment branches, and the per-file statistics line.
 
-The provider first selects positions (the stage masks of data/char_diffusion/masking_utils.py),
+The provider first selects positions (the stage masks of data/masking.py),
 then `route_branches` sends every selected position to one branch of the mixture, e.g.
 (random, mask, fragment) or (prediction, random, mask, fragment), and the provider fills each
 branch: `random_tokens` for the random branch, `mask_token_id` for the mask branch,
@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from configurator import UserError
-from data.char_diffusion.masking_utils import below_threshold, probability_threshold, random_lanes, uniform_bits
+from common import UserError
+from data.masking import below_threshold, probability_threshold, random_lanes, uniform_bits
 
 NOT_SELECTED = -1
 

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from configurator import UserError
+from common import UserError
 
 PROBABILITY_BITS = 14
 PROBABILITY_ONE = 1 << PROBABILITY_BITS  # the threshold of probability 1.0

@@ -1,0 +1,145 @@
+"""
+The ground floor: what every script and module uses, importing nothing of the project.
+
+- `UserError` and `run_cli`: a mistake in what the user asked for is one line on stderr and exit 2,
+  never a traceback;
+- `REPO_ROOT`;
+- the one rule for devices and autocast precision (`resolve_device`, `resolve_dtype`,
+  `autocast_context`), used by train.py, sample.py, evaluate.py and the checkpoint predictor alike;
+- `compute_init` / `compute_cleanup`: a single process on CPU or one GPU, or a torchrun DDP group;
+- `print0` and `seed_everything`.
+"""
+
+import os
+import random
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line, never as a traceback."""
+    # run_cli prints every exception carrying this mark as one line; configurator.ConfigError carries
+    # it too, so that the configurator needs no import from the project
+    user_error = True
+
+
+def run_cli(main):
+    """Run `main(argv)` as a command-line entry point: user errors become one line and exit 2."""
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        if not getattr(e, 'user_error', False):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def print0(*args, **kwargs):
+    """print on the master process only (every DDP rank runs the same script)."""
+    if int(os.environ.get('RANK', 0)) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def seed_everything(value):
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    random.seed(value)
+
+
+# -----------------------------------------------------------------------------
+# device and precision: one rule for every script
+
+
+def resolve_device(name, key='device'):
+    """'auto' -> 'cuda' when CUDA is available, else 'cpu'; a CUDA device without CUDA is a UserError."""
+    if name == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise UserError(f"{key}={name!r} but CUDA is not available here; use {key}='cpu'")
+    return name
+
+
+def device_type_of(device):
+    return device.split(':')[0]  # 'cuda:1' -> 'cuda'
+
+
+def resolve_dtype(name, device, key='dtype'):
+    """The autocast precision for `device`: 'auto' is bfloat16 on a CUDA device that has it, float16
+    on an older one, float32 elsewhere. float16 needs CUDA (on the CPU it is slow and loses range)."""
+    cuda = device_type_of(device) == 'cuda'
+    if name == 'auto':
+        if not cuda:
+            return 'float32'
+        return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    if name not in DTYPES:
+        raise UserError(f"{key}={name!r} is unknown; use 'auto' or one of {', '.join(DTYPES)}")
+    if name == 'float16' and not cuda:
+        raise UserError(f"{key}='float16' needs CUDA; use 'float32' or 'bfloat16' on the CPU")
+    return name
+
+
+def autocast_context(device, dtype_name):
+    """torch.autocast for a resolved dtype name; float32 runs without autocast."""
+    if dtype_name == 'float32':
+        return nullcontext()
+    return torch.autocast(device_type=device_type_of(device), dtype=DTYPES[dtype_name])
+
+
+# -----------------------------------------------------------------------------
+# compute: one process or a torchrun group
+
+
+@dataclass
+class Compute:
+    ddp: bool
+    rank: int
+    local_rank: int
+    world_size: int
+    device: str
+    dtype: str          # the resolved autocast dtype name
+    autocast: object    # context manager for forward passes
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+    @property
+    def device_type(self):
+        return device_type_of(self.device)
+
+
+def compute_init(device='auto', dtype='auto', seed=1337, backend=None):
+    """Device, DDP rank/world size, seeds and autocast. Works alone, under torchrun, on CPU or CUDA."""
+    ddp = int(os.environ.get('RANK', -1)) != -1
+    rank, local_rank, world_size = 0, 0, 1
+    device = resolve_device(device)
+    if ddp:
+        rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
+        world_size = int(os.environ['WORLD_SIZE'])
+        if device.startswith('cuda'):
+            device = f'cuda:{local_rank}'
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend or ('nccl' if device.startswith('cuda') else 'gloo'))
+    dtype = resolve_dtype(dtype, device)
+    # a different seed per rank: different dropout masks (the data differs anyway: own queue files)
+    seed_everything(seed + rank)
+    if device_type_of(device) == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls: much faster, precision is plenty
+        torch.backends.cudnn.allow_tf32 = True
+    return Compute(ddp, rank, local_rank, world_size, device, dtype, autocast_context(device, dtype))
+
+
+def compute_cleanup(compute):
+    if compute.ddp and dist.is_initialized():
+        dist.destroy_process_group()
