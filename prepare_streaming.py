@@ -321,7 +321,8 @@ class DataProviderBase:
         return written
 
     def wait_for_room(self):
-        """Block while max_backlog_files train files wait to be read; False when told to stop."""
+        """Block while max_backlog_files train files wait to be read, then until the provider is ready
+        (wait_until_ready); False when told to stop."""
         announced = False
         while len(queue_io.ready_files(self.train_dir)) >= self.cfg['max_backlog_files']:
             if self.cfg['data_stream_verbose'] and not announced:
