@@ -32,7 +32,7 @@ def resolve_config(argv):
 def run_worker(provider_cls, cfg, parent_pid):
     """Body of an extra worker process; it stops by itself when prepare.py is gone."""
     try:
-        provider_cls(Config(cfg)).run(parent_pid=parent_pid)
+        provider_cls(Config(cfg), parent_pid=parent_pid).run()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -78,8 +78,8 @@ def stop_workers(workers):
 
 def main(argv):
     provider_cls, cfg = resolve_config(argv)
-    provider = provider_cls(cfg)
-    provider.parent_pid = int(os.environ.get(PARENT_PID_ENV, 0)) or None  # started by train.py: stop with it
+    # started by train.py: stop with it
+    provider = provider_cls(cfg, parent_pid=int(os.environ.get(PARENT_PID_ENV, 0)) or None)
     workers = []
     try:
         provider.start()  # meta.pkl is settled before the other workers look at it

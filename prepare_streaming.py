@@ -12,8 +12,10 @@ A provider process (one "worker")
   5. stops cleanly on SIGTERM / Ctrl-C: the current file is finished or its temp file removed,
      the worker id and heartbeat are released.
 
-A subclass declares its keys in `DEFAULTS` and implements `make_rows(split, clean, generator)`,
-`corruption_meta()` and, when it prints one, `summary_line(stats)`. See docs/data.md.
+A provider subclasses DataProviderBase directly, declares its keys in `DEFAULTS` (those of the
+helpers it composes, data/positions.py and data/corruption.py, plus its own) and implements
+`configure()`, `make_rows(split, clean, generator)`, `corruption_meta()` and, when it prints one,
+`summary_line(stats)`. See docs/data.md.
 """
 
 import importlib
@@ -78,51 +80,50 @@ def provider_keys_if_known(values):
     return provider_defaults(dataset) if dataset in available_datasets() else {}
 
 
+# keys every provider reads; a provider declares the rest in its DEFAULTS
+BASE_DEFAULTS = dict(
+    dataset='char_diffusion',
+    data_dir=None,           # None: data/<dataset>/
+    input_file=None,         # None: Tiny Shakespeare, downloaded when missing
+    batch_size=64,
+    block_size=256,
+    batches_per_file=100,
+    max_backlog_files=8,     # no new train file while this many wait to be read
+    sleep_seconds=0.2,       # pause between backlog checks when the queue is full
+    data_seed=1337,          # seed of the data streams; train.py's `seed` is separate, so a new
+                             # training seed reuses the same queue
+    data_stream_verbose=False,
+    max_files=0,             # 0: run until stopped; N: write N train files (per worker), then exit
+    num_workers=1,           # prepare.py runs this many provider processes on one queue
+    num_threads=1,           # torch CPU threads per provider process (more producers: num_workers)
+    eval_iters=200,          # the validation set holds this many batches
+    clear_queue=False,       # True: delete a queue/meta.pkl made with other settings
+)
+# the base keys that shape the data (with every provider key its fingerprint_exclude() does not name)
+SHAPING_KEYS = ('block_size', 'batch_size', 'batches_per_file', 'input_file', 'data_seed', 'eval_iters')
+
+
 class DataProviderBase:
-    # keys every provider reads; subclasses add theirs in their own DEFAULTS
-    DEFAULTS = dict(
-        dataset='char_diffusion',
-        data_dir=None,           # None: data/<dataset>/
-        input_file=None,         # None: Tiny Shakespeare, downloaded when missing
-        batch_size=64,
-        block_size=256,
-        batches_per_file=100,
-        max_backlog_files=8,     # no new train file while this many wait to be read
-        sleep_seconds=0.2,       # pause between backlog checks when the queue is full
-        data_seed=1337,          # seed of the data streams; train.py's `seed` is separate, so a new
-                                 # training seed reuses the same queue
-        data_stream_verbose=False,
-        max_files=0,             # 0: run until stopped; N: write N train files (per worker), then exit
-        num_workers=1,           # prepare.py runs this many provider processes on one queue
-        num_threads=1,           # torch CPU threads per provider process (more producers: num_workers)
-        eval_iters=200,          # the validation set holds this many batches
-        clear_queue=False,       # True: delete a queue/meta.pkl made with other settings
-    )
-    # the base keys that shape the data (with every subclass key not listed in FINGERPRINT_EXCLUDE)
-    SHAPING_KEYS = ('block_size', 'batch_size', 'batches_per_file', 'input_file', 'data_seed', 'eval_iters')
-    FINGERPRINT_EXCLUDE = ()
+    DEFAULTS = {}  # the provider's own keys (besides BASE_DEFAULTS), with their defaults
 
     @classmethod
     def config_defaults(cls):
-        """Base keys merged with the DEFAULTS of every class in the inheritance chain."""
-        merged = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, 'DEFAULTS', {}))
-        return merged
+        """Every key the provider reads, with its default: the base keys and the provider's."""
+        return {**BASE_DEFAULTS, **cls.DEFAULTS}
 
-    @classmethod
-    def provider_keys(cls):
-        """Keys declared by subclasses (not the base): the corruption knobs."""
-        return [k for k in cls.config_defaults() if k not in DataProviderBase.DEFAULTS]
-
-    def __init__(self, cfg):
+    def __init__(self, cfg, parent_pid=None):
+        """`parent_pid`: stop when that process is gone (workers of prepare.py, a producer of train.py)."""
         self.cfg = cfg
+        self.parent_pid = parent_pid
         self.dataset = cfg['dataset']
         self.data_dir = queue_io.dataset_dir(self.dataset, cfg['data_dir'])
         self.train_dir = queue_io.split_dir(self.data_dir, 'train')
         self.val_dir = queue_io.split_dir(self.data_dir, 'val')
         self.worker_id = None
         self.stop_requested = False
+        self.last_beat = float('-inf')  # monotonic time of the last heartbeat: never yet
+        self.old_num_threads = None     # torch's thread count before start(), restored by close()
+        self.old_handlers = {}          # signal handlers replaced by start(), restored by close()
         self.check_base_config()
         self.text = read_corpus(cfg['input_file'])
         self.vocab = build_vocab(self.text)
@@ -136,13 +137,14 @@ class DataProviderBase:
                                 f"({len(ids)} characters); use a smaller block_size or a larger input_file")
         self.rows_per_file = cfg['batches_per_file'] * cfg['batch_size']
         self.num_val_files = -(-cfg['eval_iters'] // cfg['batches_per_file'])  # ceil
-        self.check_config()
+        self.configure()
 
     # -------------------------------------------------------------------------
-    # what subclasses implement
+    # what providers implement
 
-    def check_config(self):
-        """Raise UserError for bad provider keys (called once the corpus is loaded)."""
+    def configure(self):
+        """Check the provider's keys and build the helpers it composes (called once the corpus is
+        loaded, so they can use self.vocab and self.ids); UserError for bad values."""
 
     def make_rows(self, split, clean, generator):
         """Corrupt clean windows (N, T) -> (tensors dict with 'x', 'y' (N, T) ..., stats for summary_line)."""
@@ -166,6 +168,14 @@ class DataProviderBase:
         """Extra entries for a file's `info` dict (e.g. the checkpoint that made it)."""
         return {}
 
+    def fingerprint_exclude(self):
+        """Provider keys that do not change what the files contain (devices, timeouts, ignored keys)."""
+        return ()
+
+    def wait_until_ready(self):
+        """Block until rows can be made (e.g. a first checkpoint has appeared); False when told to stop."""
+        return True
+
     # -------------------------------------------------------------------------
     # config, meta and fingerprint
 
@@ -184,8 +194,9 @@ class DataProviderBase:
 
     def data_config(self):
         """The values that decide what the batch files contain."""
-        values = {k: self.cfg[k] for k in self.SHAPING_KEYS}
-        values.update({k: self.cfg[k] for k in self.provider_keys() if k not in self.FINGERPRINT_EXCLUDE})
+        values = {k: self.cfg[k] for k in SHAPING_KEYS}
+        excluded = self.fingerprint_exclude()
+        values.update({k: self.cfg[k] for k in self.DEFAULTS if k not in excluded})
         values['input_file'] = os.path.abspath(self.cfg['input_file'] or DEFAULT_CORPUS)
         values['vocab'] = ''.join(self.vocab['chars'])
         values['corpus_chars'] = len(self.text)
@@ -282,6 +293,8 @@ class DataProviderBase:
 
     def write_validation_set(self):
         """eval_iters batches in num_val_files files; deterministic, written once, completed after a crash."""
+        if not self.wait_until_ready():
+            return
         for index in range(self.num_val_files):
             path = os.path.join(self.val_dir, queue_io.val_file_name(index))
             if os.path.exists(path) or self.should_stop():
@@ -308,7 +321,8 @@ class DataProviderBase:
         return written
 
     def wait_for_room(self):
-        """Block while max_backlog_files train files wait to be read; False when told to stop."""
+        """Block while max_backlog_files train files wait to be read, then until the provider is ready
+        (wait_until_ready); False when told to stop."""
         announced = False
         while len(queue_io.ready_files(self.train_dir)) >= self.cfg['max_backlog_files']:
             if self.cfg['data_stream_verbose'] and not announced:
@@ -320,7 +334,7 @@ class DataProviderBase:
                 if self.should_stop():
                     return False
                 time.sleep(STOP_POLL)
-        return True
+        return self.wait_until_ready()
 
     # -------------------------------------------------------------------------
     # worker identity, sequence numbers, heartbeats
@@ -357,7 +371,7 @@ class DataProviderBase:
 
     def beat(self, status, force=False):
         now = time.monotonic()
-        if force or now - getattr(self, 'last_beat', 0.0) >= HEARTBEAT_EVERY:
+        if force or now - self.last_beat >= HEARTBEAT_EVERY:
             queue_io.write_heartbeat(self.data_dir, self.worker_id, dataset=self.dataset, status=status)
             self.last_beat = now
 
@@ -388,11 +402,14 @@ class DataProviderBase:
         if self.worker_id is not None:
             queue_io.release_worker_id(self.data_dir, self.worker_id)
         self.restore_signal_handlers()
-        torch.set_num_threads(getattr(self, 'old_num_threads', torch.get_num_threads()))
+        if self.old_num_threads is not None:
+            torch.set_num_threads(self.old_num_threads)
+            self.old_num_threads = None
 
     def run(self, parent_pid=None):
-        """start, produce, close. `parent_pid`: stop when that process is gone (workers of prepare.py)."""
-        self.parent_pid = parent_pid
+        """start, produce, close. A `parent_pid` given here replaces the constructor's."""
+        if parent_pid is not None:
+            self.parent_pid = parent_pid
         try:
             self.start()
             return self.produce()
@@ -400,8 +417,8 @@ class DataProviderBase:
             self.close()
 
     def should_stop(self):
-        orphaned = getattr(self, 'parent_pid', None) and os.getppid() != self.parent_pid
-        return self.stop_requested or bool(orphaned)
+        orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
+        return self.stop_requested or orphaned
 
     def request_stop(self, signum=None, frame=None):
         # a second Ctrl-C stops at once (atomic writes remove their temp file); repeated SIGTERMs
@@ -417,7 +434,7 @@ class DataProviderBase:
             self.old_handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def restore_signal_handlers(self):
-        for sig, handler in getattr(self, 'old_handlers', {}).items():
+        for sig, handler in self.old_handlers.items():
             signal.signal(sig, handler)
         self.old_handlers = {}
 

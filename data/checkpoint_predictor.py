@@ -27,7 +27,6 @@ from common import DTYPES, UserError, resolve_device
 from sampling_utils import sample_categorical
 
 
-
 def file_signature(path):
     """(path, mtime_ns, size): a file rewritten under the same name gets a new signature. None when gone."""
     try:

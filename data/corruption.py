@@ -1,12 +1,13 @@
 """
-Mixture corruption for the random replacement providers: which branch each selected position
-takes, the tokens of the random and fragment branches, and the per-file statistics line.
+Corruption branches for the providers: which branch each picked position takes, what each branch
+puts there, the labels, and the per-file statistics and mask-ratio log line.
 
-The provider first selects positions (the stage masks of data/masking.py),
-then `route_branches` sends every selected position to one branch of the mixture, e.g.
-(random, mask, fragment) or (prediction, random, mask, fragment), and the provider fills each
-branch: `random_tokens` for the random branch, `mask_token_id` for the mask branch,
-`fragment_tokens` for the fragment branch. All functions are vectorised over (N, T).
+The provider first picks positions (data/positions.py), then `route_branches` sends every picked
+position to one branch of the mixture, e.g. (random, mask, fragment) or (prediction, random, mask,
+fragment), and the branches are filled: `random_tokens` for the random branch, `mask_token_id` for
+the mask branch, `fragment_tokens` for the fragment branch (a provider fills branches of its own,
+such as predictions, itself). `Mixture` bundles a config's mixture, random-branch knobs and label
+semantics for a provider to compose. All functions are vectorised over (N, T).
 """
 
 import math
@@ -14,8 +15,18 @@ import math
 import torch
 
 from common import UserError
+from data.corpus import IGNORE_INDEX
 from data.masking import below_threshold, probability_threshold, random_lanes, uniform_bits
 
+# the keys of a mixture provider (char_random_replacement; char_inference_replacement adds its own)
+DEFAULTS = dict(
+    train_corruption_mixture=(0.8, 0.2, 0.0),     # (random, mask, fragment) shares of the picked positions
+    original_token_probability_multiplier=1.0,    # random branch: the original char's weight (1: uniform, 0: never)
+    extra_special_token_ids=(),                   # character ids the random branch never draws
+    dataset_partial_targets=False,                # False: full targets; True: ignore_index outside picked positions
+    validation_partial_targets=None,              # None: same as dataset_partial_targets
+)
+MIXTURE_BRANCHES = ('random', 'mask', 'fragment')  # the branches `Mixture.fill` fills
 NOT_SELECTED = -1
 
 
@@ -133,6 +144,129 @@ def fragment_tokens(source_ids, n_rows, block_size, generator):
     return source_ids[starts + torch.arange(block_size)].long()  # (N, T)
 
 
+# ----------------------------------------------------------------------------------------------
+# the random branch, the mixture and the labels, as a provider composes them
+
+def allowed_ids(extra_ids, n_chars, key='extra_special_token_ids'):
+    """Long (K,): the character ids a random branch may draw (all but `extra_ids`, the value of `key`)."""
+    if not isinstance(extra_ids, (tuple, list)) or not all(isinstance(i, int) and 0 <= i < n_chars for i in extra_ids):
+        raise UserError(f"{key} must be character ids in [0, {n_chars}), got {extra_ids!r}")
+    allowed = torch.ones(n_chars, dtype=torch.bool)
+    allowed[list(extra_ids)] = False
+    if not allowed.any():
+        raise UserError(f"{key} leaves no character for the random branch")
+    return allowed.nonzero().squeeze(1)
+
+
+class RandomBranch:
+    """Random characters for the positions of a branch, drawn as `random_tokens` draws them.
+
+    Its two knobs are read from the config keys `multiplier_key` (the original character's weight)
+    and `extra_ids_key` (ids never drawn): the random branch and the inference fallback each have theirs.
+    """
+
+    def __init__(self, cfg, n_chars, multiplier_key='original_token_probability_multiplier',
+                 extra_ids_key='extra_special_token_ids'):
+        multiplier = cfg[multiplier_key]
+        if not isinstance(multiplier, (int, float)) or multiplier < 0:
+            raise UserError(f"{multiplier_key} must be >= 0, got {multiplier!r}")
+        self.multiplier = multiplier
+        self.allowed_ids = allowed_ids(cfg[extra_ids_key], n_chars, extra_ids_key)
+        self.extra_ids = tuple(cfg[extra_ids_key])
+
+    def fill(self, x, clean, routed, generator):
+        """Random characters into x (in place) at the `routed` (N, T) positions."""
+        # draws for the M routed positions only; flat indices are cheaper than boolean indexing
+        positions = routed.view(-1).nonzero().squeeze(1)  # (M,)
+        if positions.numel() == 0:
+            return
+        originals = clean.view(-1).index_select(0, positions).long()  # (M,)
+        drawn = random_tokens(originals, self.allowed_ids, self.multiplier, generator)
+        x.view(-1).index_copy_(0, positions, drawn.to(x.dtype))
+
+
+def without_fragments(weights, names, log):
+    """The mixture of a validation set that never draws fragments: their weight dropped, the rest
+    renormalised (validation stays deterministic in what it draws from)."""
+    kept = [0.0 if name == 'fragment' else w for name, w in zip(names, weights)]
+    total = sum(kept)
+    if total == 0:
+        log("train_corruption_mixture has only fragments; the validation set uses the random branch instead")
+        return tuple(float(name == 'random') for name in names)
+    return tuple(w / total for w in kept)
+
+
+def label_semantics(cfg):
+    """{'train': 'partial' | 'full', 'val': ...} from dataset_partial_targets / validation_partial_targets."""
+    partial = cfg['dataset_partial_targets']
+    val_partial = partial if cfg['validation_partial_targets'] is None else cfg['validation_partial_targets']
+    return {'train': 'partial' if partial else 'full', 'val': 'partial' if val_partial else 'full'}
+
+
+def labels(clean, selected, semantics):
+    """y (N, T): the original everywhere ('full'), or ignore_index outside the picked positions ('partial')."""
+    if semantics == 'partial':
+        return clean.masked_fill(~selected, IGNORE_INDEX)
+    return clean
+
+
+class Mixture:
+    """`train_corruption_mixture` over `names`, its random branch and the labels, checked once.
+
+    `names` are the branches in mixture order; `fill` fills those of MIXTURE_BRANCHES, a provider
+    fills any other (the prediction branch) itself. With `validation_fragments=False` the validation
+    set uses the mixture `without_fragments`; with True the train mixture, fragments included.
+    """
+
+    def __init__(self, cfg, names, vocab, validation_fragments, log):
+        self.names = names
+        train = validate_mixture(cfg['train_corruption_mixture'], names, 'train_corruption_mixture')
+        self.weights = {'train': train, 'val': train if validation_fragments else without_fragments(train, names, log)}
+        self.random = RandomBranch(cfg, len(vocab['chars']))
+        self.mask_token_id = vocab['mask_token_id']
+        self.label_semantics = label_semantics(cfg)
+
+    def share(self, split, name):
+        """The mixture weight of branch `name` in `split`."""
+        return self.weights[split][self.names.index(name)]
+
+    def route(self, split, selected, generator):
+        """The branch index of every position (N, T): -1 outside `selected`."""
+        # fragments are chosen per row, so a row's runs of picked positions get contiguous text
+        return route_branches(selected, self.weights[split], generator, row_level_branch=self.names.index('fragment'))
+
+    def fill(self, split, clean, branch, generator, fragment_source):
+        """x (N, T): `clean` with the positions routed to random / mask / fragment replaced;
+        fragments are windows of `fragment_source` (token ids)."""
+        x = clean.clone()
+        # each branch is drawn only when it has a share, so unused branches cost nothing
+        if self.share(split, 'random') > 0:
+            self.random.fill(x, clean, branch == self.names.index('random'), generator)
+        if self.share(split, 'mask') > 0:
+            x.masked_fill_(branch == self.names.index('mask'), self.mask_token_id)
+        if self.share(split, 'fragment') > 0:
+            fragments = fragment_tokens(fragment_source, *clean.shape, generator)  # (N, T)
+            x = torch.where(branch == self.names.index('fragment'), fragments.to(x.dtype), x)
+        return x
+
+    def labels(self, split, clean, selected):
+        return labels(clean, selected, self.label_semantics[split])
+
+    def meta(self, corruption_type, mode, **knobs):
+        """meta.pkl entries of a mixture provider; `mode` (PositionPicker.mode_meta) and `knobs` go
+        into meta['corruption'] around the mixture's own."""
+        corruption = dict(mode, mixture=dict(zip(self.names, self.weights['train'])),
+                          val_mixture=dict(zip(self.names, self.weights['val'])),
+                          original_token_probability_multiplier=self.random.multiplier,
+                          extra_special_token_ids=self.random.extra_ids, **knobs)
+        return dict(label_semantics=self.label_semantics['train'], val_label_semantics=self.label_semantics['val'],
+                    corruption_type=corruption_type, corruption=corruption,
+                    mixture_has_mask=self.share('train', 'mask') > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics of a file and its log line
+
 def _min_max(values):
     """(min, max) of a 1-D float tensor as Python floats, or None when it is empty."""
     if values.numel() == 0:
@@ -173,3 +307,17 @@ def format_mask_ratio_line(stats, prefix='[provider]'):
     parts += [f"{name} total={_pair(pair)}" for name, pair in stats['total'].items()]
     parts += [f"{name} change frac={_pair(pair)}" for name, pair in stats['change_frac'].items()]
     return f"{prefix} mask ratios: " + ', '.join(parts)
+
+
+def file_stats(original, corrupted, selected, branch, branch_names, stage_ratios=None):
+    """What a provider's summary line shows of one file: `branch_stats`, and the per-stage ratios
+    (PositionPicker.stage_ratios) when the verbose line shows them."""
+    return dict(branches=branch_stats(original, corrupted, selected, branch, branch_names), stage_ratios=stage_ratios)
+
+
+def mask_ratio_summary(stats, prefix):
+    """The mask-ratio log line of `file_stats`, ending with the stage means when there are any."""
+    line = format_mask_ratio_line(stats['branches'], prefix)
+    if stats['stage_ratios'] is not None:
+        line += ', stage mean ratios=' + '/'.join(f'{r:.3f}' for r in stats['stage_ratios'])
+    return line

@@ -1,5 +1,5 @@
 """
-Vectorised masking kernels for the char diffusion providers, with plain reference loops.
+Vectorised masking kernels, with plain reference loops; providers use them through data/positions.py.
 
 Every kernel takes a CPU `torch.Generator` and returns CPU tensors of shape (N, T):
 N rows (sequences) of T positions (`block_size`). A True entry in a mask means "corrupt

@@ -1,4 +1,5 @@
-"""Mixture corruption: routing shares, random and fragment tokens, the statistics line."""
+"""Mixture corruption: routing shares, random and fragment tokens, the Mixture and RandomBranch that
+providers compose, labels, the statistics line."""
 import re
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from common import UserError
 from data import masking as mu
 from data import corruption as c
+from data.corpus import IGNORE_INDEX
 
 NAMES = ('random', 'mask', 'fragment')
 N_CHARS = 60
@@ -191,3 +193,102 @@ def test_mask_ratio_line_says_n_a_for_an_empty_branch():
     line = c.format_mask_ratio_line(c.branch_stats(original, corrupted, selected, branch, NAMES), '[w0]')
     assert line.startswith('[w0] mask ratios: ')
     assert 'fragment total=0.0000/0.0000' in line and line.endswith('fragment change frac=n/a')
+
+
+def test_mask_ratio_summary_appends_the_stage_means():
+    original = chars((8, 16), seed=21)
+    selected = mu.bernoulli_mask(8, 16, 0.5, gen(22))
+    branch = selected.long() - 1
+    corrupted = original.masked_fill(selected, MASK_TOKEN_ID)
+    plain = c.file_stats(original, corrupted, selected, branch, ('mask',))
+    assert c.mask_ratio_summary(plain, '[p]') == c.format_mask_ratio_line(plain['branches'], '[p]')
+    staged = c.file_stats(original, corrupted, selected, branch, ('mask',), stage_ratios=[0.25, 0.5])
+    assert c.mask_ratio_summary(staged, '[p]').endswith('mask change frac=1.0000/1.0000, stage mean ratios=0.250/0.500')
+
+
+# ---------------------------------------------------------------------------------------------
+# what providers compose: RandomBranch, Mixture, labels
+
+VOCAB = dict(chars=[chr(65 + i) for i in range(N_CHARS)], mask_token_id=MASK_TOKEN_ID)
+
+
+def mixture_config(**overrides):
+    cfg = dict(c.DEFAULTS, extra_special_token_ids=EXTRA_SPECIAL)
+    cfg.update(overrides)
+    return cfg
+
+
+def test_random_branch_fill_draws_random_tokens_at_the_routed_positions():
+    branch = c.RandomBranch(mixture_config(original_token_probability_multiplier=2.0), N_CHARS)
+    assert torch.equal(branch.allowed_ids, ALLOWED) and branch.extra_ids == EXTRA_SPECIAL
+    clean = chars((16, 32), seed=23)
+    routed = mu.bernoulli_mask(16, 32, 0.4, gen(24))
+    x = clean.clone()
+    branch.fill(x, clean, routed, gen(25))
+    assert torch.equal(x[~routed], clean[~routed])
+    assert torch.equal(x[routed], c.random_tokens(clean[routed], ALLOWED, 2.0, gen(25)))  # the same draws
+
+
+@pytest.mark.parametrize('key,value,expected', [
+    ('original_token_probability_multiplier', -1.0, 'original_token_probability_multiplier must be >= 0'),
+    ('extra_special_token_ids', (N_CHARS,), r'extra_special_token_ids must be character ids in \[0, 60\)'),
+    ('extra_special_token_ids', tuple(range(N_CHARS)), 'leaves no character for the random branch'),
+])
+def test_random_branch_errors_name_the_key(key, value, expected):
+    with pytest.raises(UserError, match=expected):
+        c.RandomBranch(mixture_config(**{key: value}), N_CHARS)
+
+
+def test_mixture_fills_each_branch_and_leaves_the_rest():
+    mixture = c.Mixture(mixture_config(train_corruption_mixture=(0.5, 0.3, 0.2)), NAMES, VOCAB,
+                        validation_fragments=False, log=print)
+    clean = chars((400, 32), seed=26)
+    selected = mu.bernoulli_mask(400, 32, 0.5, gen(27))
+    source = chars((1000,), seed=28)
+    branch = mixture.route('train', selected, gen(29))
+    x = mixture.fill('train', clean, branch, gen(30), fragment_source=source)
+    assert torch.equal(x[~selected], clean[~selected])
+    assert (x[branch == 1] == MASK_TOKEN_ID).all()
+    assert torch.isin(x[branch == 0], ALLOWED).all() and (x[branch == 0] != clean[branch == 0]).float().mean() > 0.9
+    windows = source.unfold(0, 32, 1)
+    for row in (branch == 2).any(1).nonzero().squeeze(1)[:20]:  # fragment rows: a window of the source
+        picked = branch[row] == 2
+        assert ((windows[:, picked] == x[row, picked]).all(1)).any()
+    assert branch_shares(branch, selected, 3) == pytest.approx([0.5, 0.3, 0.2], abs=0.05)
+
+
+def test_mixture_validation_drops_fragments_or_keeps_them():
+    dropping = c.Mixture(mixture_config(train_corruption_mixture=(0.5, 0.3, 0.2)), NAMES, VOCAB,
+                         validation_fragments=False, log=print)
+    assert dropping.weights['val'] == pytest.approx((0.625, 0.375, 0.0))
+    keeping = c.Mixture(mixture_config(train_corruption_mixture=(0.5, 0.3, 0.2)), NAMES, VOCAB,
+                        validation_fragments=True, log=print)
+    assert keeping.weights['val'] == keeping.weights['train'] == (0.5, 0.3, 0.2)
+    lines = []
+    only_fragments = c.Mixture(mixture_config(train_corruption_mixture=(0, 0, 1)), NAMES, VOCAB,
+                               validation_fragments=False, log=lines.append)
+    assert only_fragments.weights['val'] == (1.0, 0.0, 0.0)
+    assert lines == ['train_corruption_mixture has only fragments; the validation set uses the random branch instead']
+
+
+def test_mixture_meta_and_label_semantics():
+    mixture = c.Mixture(mixture_config(train_corruption_mixture=(0.0, 1.0, 1.0), validation_partial_targets=True),
+                        NAMES, VOCAB, validation_fragments=False, log=print)
+    meta = mixture.meta('random_replacement', {'mode': 'stages'}, fragment_source='train split')
+    assert meta['label_semantics'] == 'full' and meta['val_label_semantics'] == 'partial'
+    assert meta['corruption_type'] == 'random_replacement' and meta['mixture_has_mask'] is True
+    assert list(meta['corruption']) == ['mode', 'mixture', 'val_mixture', 'original_token_probability_multiplier',
+                                        'extra_special_token_ids', 'fragment_source']
+    assert meta['corruption']['val_mixture'] == {'random': 0.0, 'mask': 1.0, 'fragment': 0.0}
+    clean = chars((4, 8), seed=31)
+    selected = mu.bernoulli_mask(4, 8, 0.5, gen(32))
+    assert torch.equal(mixture.labels('train', clean, selected), clean)
+    assert torch.equal(mixture.labels('val', clean, selected), torch.where(selected, clean, IGNORE_INDEX))
+
+
+@pytest.mark.parametrize('partial,val_partial,expected', [
+    (False, None, {'train': 'full', 'val': 'full'}), (True, None, {'train': 'partial', 'val': 'partial'}),
+    (True, False, {'train': 'partial', 'val': 'full'}), (False, True, {'train': 'full', 'val': 'partial'})])
+def test_label_semantics_per_split(partial, val_partial, expected):
+    cfg = dict(dataset_partial_targets=partial, validation_partial_targets=val_partial)
+    assert c.label_semantics(cfg) == expected

@@ -79,9 +79,8 @@ def corrupt(provider, split='train', rows=64, seed=0):
     """(clean, selected, x, branch) for `rows` windows, as make_rows would make them."""
     generator = torch.Generator().manual_seed(seed)
     clean = provider.sample_windows(split, rows, generator)  # (N, T)
-    selected, _ = provider.select_positions(split, rows, generator)  # (N, T)
-    x, branch, names = provider.corrupt_selected(split, clean, selected, generator)
-    assert names == BRANCH_NAMES
+    selected, _ = provider.positions.pick(split, rows, generator)  # (N, T)
+    x, branch = provider.corrupt(split, clean, selected, generator)
     return clean, selected, x, branch
 
 

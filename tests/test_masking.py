@@ -1,9 +1,11 @@
-"""Masking kernels: vectorised vs reference loops (identical for the same seed) and statistics."""
+"""Masking kernels: vectorised vs reference loops (identical for the same seed) and statistics;
+the PositionPicker that providers compose (data/positions.py)."""
 import pytest
 import torch
 
 from common import UserError
 from data import masking as mu
+from data import positions
 
 
 def gen(seed=0):
@@ -260,3 +262,63 @@ def test_validate_stages_errors_name_the_stage_and_field(stages, expected):
     with pytest.raises(UserError, match=expected) as error:
         mu.validate_stages(stages, 'unmasking_stages', block_size=32)
     assert '\n' not in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# PositionPicker: stages or mask_probability, as a provider's config says
+
+def picker_config(**overrides):
+    cfg = dict(positions.DEFAULTS, block_size=32, batch_size=6, data_stream_verbose=False)
+    cfg.update(overrides)
+    return cfg
+
+
+def test_picker_without_stages_is_a_bernoulli_mask():
+    picker = positions.PositionPicker(picker_config(mask_probability=0.3))
+    selected, stage_ids = picker.pick('train', 12, gen(1))
+    assert stage_ids is None and torch.equal(selected, mu.bernoulli_mask(12, 32, 0.3, gen(1)))
+    assert picker.schema() == {} and picker.stage_meta() == {'unmasking_stages': None, 'validation_stages': None}
+    assert picker.mode_meta() == {'mode': 'bert', 'mask_probability': 0.3, 'bert_shares': mu.BERT_SHARES}
+    assert set(picker.fingerprint_exclude()) == {'composition_config', 'unmasking_stages', 'validation_stages'}
+    assert set(picker.file_tensors(selected, selected, stage_ids)) == {'x', 'y'}
+
+
+def test_picker_with_stages_uses_each_splits_list():
+    val_stages = [{'type': 'span', 'spans_count': 1}]
+    picker = positions.PositionPicker(picker_config(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES,
+                                                    validation_stages=val_stages))
+    for split, stages in (('train', GOOD_STAGES), ('val', val_stages)):
+        selected, stage_ids = picker.pick(split, 12, gen(2))
+        expected_mask, expected_stages = mu.staged_masks(stages, 12, 32, 6, gen(2))
+        assert torch.equal(selected, expected_mask) and torch.equal(stage_ids, expected_stages)
+    assert picker.file_tensors(selected, selected, stage_ids)['stage'].dtype == torch.int8
+    assert picker.schema() == {'stage': {'dtype': 'int8', 'shape': ()}}
+    assert picker.stage_meta() == {'unmasking_stages': GOOD_STAGES, 'validation_stages': val_stages}
+    assert set(picker.fingerprint_exclude()) == {'composition_config', 'mask_probability'}
+    assert picker.stage_ratios(selected, stage_ids) is None  # shown on the verbose line only
+
+
+def test_picker_validation_stages_default_to_the_train_stages():
+    picker = positions.PositionPicker(picker_config(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES))
+    assert picker.stage_meta() == {'unmasking_stages': GOOD_STAGES, 'validation_stages': GOOD_STAGES}
+
+
+def test_stage_ratios_match_a_loop():
+    picker = positions.PositionPicker(picker_config(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES,
+                                                    data_stream_verbose=True))
+    selected, stage_ids = picker.pick('train', 30, gen(3))
+    expected = [sum(selected[i].float().mean().item() for i in range(30) if stage_ids[i] == stage) /
+                max(1, int((stage_ids == stage).sum())) for stage in range(len(GOOD_STAGES))]
+    assert picker.stage_ratios(selected, stage_ids) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize('overrides,expected', [
+    (dict(mask_probability=0.0), r"mask_probability must be in \(0, 1\], got 0.0"),
+    (dict(use_all_stages_for_training=True), r"needs unmasking_stages; set composition_config='complex'"),
+    (dict(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES * 3), r"unmasking_stages has 9 stages but batch_size=6"),
+    (dict(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES, validation_stages=[{'type': 'span'}]),
+     r"validation_stages\[0\] \('span' stage\) is missing 'spans_count'"),
+])
+def test_picker_errors_name_the_key(overrides, expected):
+    with pytest.raises(UserError, match=expected):
+        positions.PositionPicker(picker_config(**overrides))

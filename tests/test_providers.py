@@ -1,14 +1,18 @@
-"""Providers in-process: what the rows contain, label semantics, stages, seeds, meta.pkl."""
+"""Providers in-process: what the rows contain, label semantics, stages, seeds, meta.pkl, and how
+providers are put together (siblings composing data/positions.py and data/corruption.py)."""
+import ast
 import os
 
 import pytest
 import torch
 
 import queue_io
-from common import UserError
+from common import REPO_ROOT, UserError
 from configurator import load_config
+from data import corruption, positions
 from data.corpus import IGNORE_INDEX, decode, split_ids
-from prepare_streaming import file_seed, load_provider_class, seeded_generator
+from prepare_streaming import (BASE_DEFAULTS, DataProviderBase, available_datasets, file_seed, load_provider_class,
+                               seeded_generator)
 
 TINY = ['--batch_size=8', '--block_size=32', '--batches_per_file=2', '--eval_iters=3']
 
@@ -30,13 +34,43 @@ def make_file(provider, split='train', worker_id=0, seq=0, n_batches=None):
     return tensors, clean
 
 
-def test_provider_keys_merge_along_the_class_chain():
-    keys = load_provider_class('char_random_replacement').config_defaults()
-    for key in ('batch_size', 'max_backlog_files', 'clear_queue',   # base
-                'mask_probability', 'unmasking_stages',             # char_diffusion
-                'train_corruption_mixture', 'dataset_partial_targets'):  # char_random_replacement
-        assert key in keys
+def test_every_provider_declares_its_keys():
+    """Each provider's keys are the base keys plus the helpers' DEFAULTS it composes plus its own."""
+    for dataset, helper_keys in (('char_diffusion', positions.DEFAULTS),
+                                 ('char_random_replacement', {**positions.DEFAULTS, **corruption.DEFAULTS}),
+                                 ('char_inference_replacement', {**positions.DEFAULTS, **corruption.DEFAULTS})):
+        keys = load_provider_class(dataset).config_defaults()
+        assert list(keys)[:len(BASE_DEFAULTS)] == list(BASE_DEFAULTS)
+        assert set(helper_keys) <= set(keys)
     assert 'train_corruption_mixture' not in load_provider_class('char_diffusion').config_defaults()
+    assert load_provider_class('char_inference_replacement').config_defaults()['train_corruption_mixture'] == (
+        0.6, 0.2, 0.1, 0.1)  # its own default wins over the three-branch one
+
+
+@pytest.mark.parametrize('dataset', available_datasets())
+def test_providers_are_siblings(dataset):
+    """Every provider subclasses the base directly, and no dataset folder imports another one."""
+    provider_cls = load_provider_class(dataset)
+    assert provider_cls.__bases__ == (DataProviderBase,)
+    folder = os.path.join(REPO_ROOT, 'data', dataset)
+    for name in os.listdir(folder):
+        if name.endswith('.py'):
+            with open(os.path.join(folder, name), encoding='utf-8') as f:
+                tree = ast.parse(f.read())
+            imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+            imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+            others = [m for m in imported for d in available_datasets() if d != dataset and m.startswith(f'data.{d}')]
+            assert not others, (dataset, name, others)
+
+
+def test_parent_pid_is_a_constructor_argument(tiny_corpus, tmp_path):
+    provider_cls = load_provider_class('char_diffusion')
+    cfg = load_config(provider_cls.config_defaults(), [f'--input_file={tiny_corpus}', f'--data_dir={tmp_path}', *TINY],
+                      warn_unread=False)
+    assert provider_cls(cfg).parent_pid is None and not provider_cls(cfg).should_stop()
+    assert not provider_cls(cfg, parent_pid=os.getppid()).should_stop()
+    assert provider_cls(cfg, parent_pid=os.getppid() + 100_000).should_stop()  # that parent is gone: an orphan
+    provider_cls(cfg).close()  # closing a provider that never started restores nothing and raises nothing
 
 
 def test_unknown_dataset_lists_the_known_ones():
@@ -184,7 +218,6 @@ def test_stage_errors_name_the_key(tiny_corpus, tmp_path):
 
 
 def test_shipped_configs_resolve(tiny_corpus, tmp_path):
-    from common import REPO_ROOT
     for name, dataset in (('train_char_diffusion', 'char_diffusion'),
                           ('train_char_random_replacement_targets_full', 'char_random_replacement')):
         provider_cls = load_provider_class(dataset)
