@@ -20,6 +20,7 @@ $ python evaluate.py --remasking_out_dir=out-remasking-all-positions --remasking
     --sections=remasking,samples --output_file=eval.json
 """
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -34,10 +35,11 @@ from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
 from data.corpus import build_vocab, encode, read_corpus, split_ids
+from data.corruption import random_tokens
 from dataset_consumer import batch_on_device
+from objectives import validation_loss
 from prepare_streaming import describe_changes, load_provider_class, provider_keys_if_known
 from queue_io import atomic_json
-from train import evaluate as validation_loss
 
 # -----------------------------------------------------------------------------
 # which models
@@ -202,28 +204,22 @@ def val_windows(val_ids, length):
 # -----------------------------------------------------------------------------
 # loss: validation stages, negative ELBO, reference
 
-class ValidationRows:
-    """The validation set the checkpoint's producer writes, made in-process from the saved config.
-
-    It reads like DatasetConsumer (`meta`, `val_batches()`), so train.py's own validation loss runs on it.
-    """
-
-    def __init__(self, ckpt, device):
-        saved = ckpt['config']
-        provider_cls = load_provider_class(saved['dataset'])
-        values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
-        self.provider = provider_cls(Config(values))
-        self.meta, self.device, self.batch_size = ckpt['meta'], torch.device(device), values['batch_size']
-        self.eval_iters, self.per_file = values['eval_iters'], values['batches_per_file']
-        rebuilt = self.provider.build_meta()
-        if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
-            print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
-                  f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
-
-    def val_batches(self):
-        for tensors in self.provider.validation_files():  # exactly the producer's validation set
-            for b in range(len(tensors['x']) // self.batch_size):
-                yield batch_on_device(tensors, b, self.batch_size, self.device)
+def validation_batches(ckpt, device):
+    """The validation batches train.py reads (at most eval_iters of them), made in-process from the
+    checkpoint's saved config: its provider rebuilds exactly the validation files its producer wrote."""
+    saved = ckpt['config']
+    provider_cls = load_provider_class(saved['dataset'])
+    values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
+    provider = provider_cls(Config(values))
+    rebuilt = provider.build_meta()
+    if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
+        print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
+              f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
+    batch_size, device = values['batch_size'], torch.device(device)
+    batches = (batch_on_device(tensors, index, batch_size, device)
+               for tensors in provider.validation_files()
+               for index in range(len(tensors['x']) // batch_size))
+    return itertools.islice(batches, values['eval_iters'])
 
 
 def stage_losses(models, device):
@@ -232,9 +228,9 @@ def stage_losses(models, device):
     if 'dataset' not in saved:
         print(f"note: {models.path} saved no dataset config: the per-stage validation loss is left out")
         return None
-    ctx = dict(ddp=False, rank=0, world_size=1, device=device, autocast=models.unmasker.ctx)
-    losses = validation_loss(models.unmasker.model, ValidationRows(models.checkpoint, device), Config(saved), ctx)
-    models.unmasker.model.eval()  # train.py's evaluate hands the model back in training mode
+    losses = validation_loss(models.unmasker.model, validation_batches(models.checkpoint, device),
+                             models.checkpoint['meta'], models.checkpoint['training_type'],
+                             autocast=models.unmasker.ctx)
     return {key.removeprefix('val/'): value for key, value in losses.items()}
 
 
@@ -263,11 +259,14 @@ def loss_report(cfg, models, windows, device):
 # -----------------------------------------------------------------------------
 # remasking: finding wrong characters
 
-def corrupt_random(clean, ratio, n_real, generator):
-    """(x, wrong): each position, with probability `ratio`, becomes a different random character."""
-    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
-    shift = torch.randint(1, n_real, clean.shape, generator=generator, device=clean.device)  # never the original
-    x = torch.where(picked, (clean + shift) % n_real, clean)
+def corrupt_random(clean, ratio, n_real, cpu_generator):
+    """(x, wrong): each position, with probability `ratio`, becomes a different random character.
+
+    The providers' own random branch draws the characters (multiplier 0: never the original one);
+    it draws on the CPU, so every draw here does, and the result moves to clean's device."""
+    picked = torch.rand(clean.shape, generator=cpu_generator) < ratio  # (B, T)
+    drawn = random_tokens(clean.cpu(), range(n_real), 0.0, cpu_generator)  # (B, T)
+    x = torch.where(picked, drawn, clean.cpu()).to(clean.device)
     return x, x != clean
 
 
@@ -294,9 +293,10 @@ def detection_metrics(score, wrong, threshold):
 
 def remasking_report(cfg, models, windows, device):
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    cpu_generator = torch.Generator().manual_seed(cfg.seed)  # the random branch draws on the CPU
     temperature = cfg.prediction_temperature if cfg.prediction_sampling else 0
     corruptions = {
-        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, generator),
+        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, cpu_generator),
         'predictions': lambda c: corrupt_with_predictions(c, cfg.corruption_ratio, models.unmasker, models.vocab,
                                                           temperature, generator),
     }
