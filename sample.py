@@ -74,7 +74,7 @@ dtype = 'auto'                   # 'auto' | 'float32' | 'bfloat16' | 'float16'
 compile = False                  # torch.compile the models
 # -----------------------------------------------------------------------------
 DEFAULTS = defaults_from(globals())
-SCORE_NAMES = {'remasking_model': '[WRONG] p', 'unmasking_confidence': '1 - p(chosen)'}
+SCORE_NAMES = {'remasking_model': '[WRONG] p', 'unmasking_confidence': '1 - p(chosen)'}  # in the verbose lines
 
 
 # -----------------------------------------------------------------------------
