@@ -2,7 +2,7 @@
 The numbers evaluate.py reports, as small functions that tests can drive with hand-made inputs.
 
 Model-based (they take `logits_fn`, any callable (B, T) ids -> (B, T, V) float logits, such as
-sample.Forward; [MASK] / [WRONG] are always dropped from the distribution, so a model is scored on
+generate.Forward; [MASK] / [WRONG] are always dropped from the distribution, so a model is scored on
 the mass it puts on real characters):
 
     estimate_elbo         masked-diffusion negative ELBO, bits per character, with its standard error

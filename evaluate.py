@@ -20,6 +20,7 @@ $ python evaluate.py --remasking_out_dir=out-remasking-all-positions --remasking
     --sections=remasking,samples --output_file=eval.json
 """
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -28,16 +29,17 @@ import torch
 from tqdm import tqdm
 
 import eval_metrics as em
-import sample
+import generate
 import sampling_utils as su
-from checkpoints import fit_problem, load_checkpoint, model_from_checkpoint, newest_checkpoint
+from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
-from data.corpus import build_vocab, decode, encode, read_corpus, split_ids
+from data.corpus import build_vocab, encode, read_corpus, split_ids
+from data.corruption import random_tokens
 from dataset_consumer import batch_on_device
+from objectives import validation_loss
 from prepare_streaming import describe_changes, load_provider_class, provider_keys_if_known
 from queue_io import atomic_json
-from train import evaluate as validation_loss
 
 # -----------------------------------------------------------------------------
 # which models
@@ -81,25 +83,19 @@ dtype = 'auto'
 DEFAULTS = defaults_from(globals())
 
 SECTIONS = ('loss', 'remasking', 'samples')
-MODES = {  # mode -> the sample.py flags that select it (threshold and mixed also take the threshold)
-    'random': dict(use_intelligent_remasking=False, use_mixed_remasking=False),
-    'intelligent': dict(use_intelligent_remasking=True, use_mixed_remasking=False),
-    'threshold': dict(use_intelligent_remasking=True, use_mixed_remasking=False),
-    'mixed': dict(use_intelligent_remasking=True, use_mixed_remasking=True),
-}
+MODES = tuple(generate.REMASKING_MODES)  # every remasking mode, in the tables' order
 
 
 @dataclass
 class Models:
     path: str
     checkpoint: dict
-    model: torch.nn.Module       # the unmasking GPT itself (train.py's validation loss calls it)
-    unmasker: sample.Forward
-    vocab: sample.Vocab
+    unmasker: generate.Forward    # its .model is the GPT itself (the validation loss calls it)
+    vocab: generate.Vocab
     remasking_path: str = None
-    remasker: sample.Forward = None
+    remasker: generate.Forward = None
     reference_path: str = None
-    reference: sample.Forward = None
+    reference: generate.Forward = None
 
 
 @dataclass
@@ -138,10 +134,10 @@ def check_settings(cfg):
         raise UserError(f"plot_iterations={cfg.plot_iterations!r} must be positive integers, e.g. (5, 10, 20, 40)")
     if cfg.prediction_sampling and not cfg.prediction_temperature > 0:
         raise UserError(f"prediction_temperature={cfg.prediction_temperature!r} must be > 0")
-    sample.check_common_settings(cfg)
+    generate.check_common_settings(cfg)
     for mode in MODES:
-        sample.check_diffusion_settings(mode_config(cfg, mode, 1))
-        sample.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
+        generate.check_diffusion_settings(mode_config(cfg, mode, 1))
+        generate.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
     if cfg.plot:
         import_pyplot()  # fail now, not after minutes of evaluation
     return wanted
@@ -159,7 +155,7 @@ def load_reference_checkpoint(cfg):
                   f"left out (train one with config/train_autoregressive.py)")
             return None, None
     else:
-        path = sample.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive')
+        path = generate.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive')
     ckpt = load_checkpoint(path)
     if ckpt.get('training_type') != 'autoregressive':
         raise UserError(f"reference_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, not an "
@@ -168,26 +164,20 @@ def load_reference_checkpoint(cfg):
 
 
 def load_models(cfg, device):
-    path, ckpt = sample.load_unmasking_checkpoint(cfg)
-    rpath, rckpt = sample.load_remasking_checkpoint(cfg)
+    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    rpath, rckpt = generate.load_remasking_checkpoint(cfg)
     apath, ackpt = load_reference_checkpoint(cfg)
-    block_size = ckpt['model_args']['block_size']  # the validation windows' length
-    in_use = [c for c in (ckpt, rckpt, ackpt) if c is not None]
-    cfg['sequence_length'] = cfg.sequence_length or min(c['model_args']['block_size'] for c in in_use)
-    sample.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
-    problem = ackpt and fit_problem(ackpt, stoi=ckpt['meta']['stoi'], min_block_size=max(block_size, cfg.sequence_length))
+    generate.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
+    generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    window_length = ckpt['model_args']['block_size']  # the validation windows the reference scores
+    problem = ackpt and fit_problem(ackpt, stoi=ckpt['meta']['stoi'],
+                                    min_block_size=max(window_length, cfg.sequence_length))
     if problem:
         raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
                         f"with the unmasking model's block_size")
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    model = model_from_checkpoint(ckpt, device=device)
-    meta = ckpt['meta']
-    vocab = sample.Vocab(meta['stoi'], meta['itos'], meta['mask_token_id'], meta['wrong_token_id'])
-
-    def forward(c):
-        return sample.Forward(model_from_checkpoint(c, device=device), ctx) if c is not None else None
-
-    return Models(path, ckpt, model, sample.Forward(model, ctx), vocab, rpath, forward(rckpt), apath, forward(ackpt))
+    unmasker, remasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
+    return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference)
 
 
 def load_corpus(ckpt, device):
@@ -214,28 +204,22 @@ def val_windows(val_ids, length):
 # -----------------------------------------------------------------------------
 # loss: validation stages, negative ELBO, reference
 
-class ValidationRows:
-    """The validation set the checkpoint's producer writes, made in-process from the saved config.
-
-    It reads like DatasetConsumer (`meta`, `val_batches()`), so train.py's own validation loss runs on it.
-    """
-
-    def __init__(self, ckpt, device):
-        saved = ckpt['config']
-        provider_cls = load_provider_class(saved['dataset'])
-        values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
-        self.provider = provider_cls(Config(values))
-        self.meta, self.device, self.batch_size = ckpt['meta'], torch.device(device), values['batch_size']
-        self.eval_iters, self.per_file = values['eval_iters'], values['batches_per_file']
-        rebuilt = self.provider.build_meta()
-        if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
-            print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
-                  f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
-
-    def val_batches(self):
-        for tensors in self.provider.validation_files():  # exactly the producer's validation set
-            for b in range(len(tensors['x']) // self.batch_size):
-                yield batch_on_device(tensors, b, self.batch_size, self.device)
+def validation_batches(ckpt, device):
+    """The validation batches train.py reads (at most eval_iters of them), made in-process from the
+    checkpoint's saved config: its provider rebuilds exactly the validation files its producer wrote."""
+    saved = ckpt['config']
+    provider_cls = load_provider_class(saved['dataset'])
+    values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
+    provider = provider_cls(Config(values))
+    rebuilt = provider.build_meta()
+    if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
+        print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
+              f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
+    batch_size, device = values['batch_size'], torch.device(device)
+    batches = (batch_on_device(tensors, index, batch_size, device)
+               for tensors in provider.validation_files()
+               for index in range(len(tensors['x']) // batch_size))
+    return itertools.islice(batches, values['eval_iters'])
 
 
 def stage_losses(models, device):
@@ -244,9 +228,9 @@ def stage_losses(models, device):
     if 'dataset' not in saved:
         print(f"note: {models.path} saved no dataset config: the per-stage validation loss is left out")
         return None
-    ctx = dict(ddp=False, rank=0, world_size=1, device=device, autocast=models.unmasker.ctx)
-    losses = validation_loss(models.model, ValidationRows(models.checkpoint, device), Config(saved), ctx)
-    models.model.eval()  # train.py's evaluate hands the model back in training mode
+    losses = validation_loss(models.unmasker.model, validation_batches(models.checkpoint, device),
+                             models.checkpoint['meta'], models.checkpoint['training_type'],
+                             autocast=models.unmasker.ctx)
     return {key.removeprefix('val/'): value for key, value in losses.items()}
 
 
@@ -275,11 +259,14 @@ def loss_report(cfg, models, windows, device):
 # -----------------------------------------------------------------------------
 # remasking: finding wrong characters
 
-def corrupt_random(clean, ratio, n_real, generator):
-    """(x, wrong): each position, with probability `ratio`, becomes a different random character."""
-    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
-    shift = torch.randint(1, n_real, clean.shape, generator=generator, device=clean.device)  # never the original
-    x = torch.where(picked, (clean + shift) % n_real, clean)
+def corrupt_random(clean, ratio, n_real, cpu_generator):
+    """(x, wrong): each position, with probability `ratio`, becomes a different random character.
+
+    The providers' own random branch draws the characters (multiplier 0: never the original one);
+    it draws on the CPU, so every draw here does, and the result moves to clean's device."""
+    picked = torch.rand(clean.shape, generator=cpu_generator) < ratio  # (B, T)
+    drawn = random_tokens(clean.cpu(), range(n_real), 0.0, cpu_generator)  # (B, T)
+    x = torch.where(picked, drawn, clean.cpu()).to(clean.device)
     return x, x != clean
 
 
@@ -295,7 +282,7 @@ def corrupt_with_predictions(clean, ratio, unmasker, vocab, temperature, generat
 
 def wrong_scores(x, remasker, vocab, batch_size):
     """(N, T) p([WRONG]) from the remasking model, batch_size rows per forward pass."""
-    return torch.cat([sample.wrong_probability(rows, remasker, None, vocab.wrong_token_id)
+    return torch.cat([generate.wrong_probability(rows, remasker, None, vocab.wrong_token_id)
                       for rows in x.split(batch_size)])
 
 
@@ -306,9 +293,10 @@ def detection_metrics(score, wrong, threshold):
 
 def remasking_report(cfg, models, windows, device):
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    cpu_generator = torch.Generator().manual_seed(cfg.seed)  # the random branch draws on the CPU
     temperature = cfg.prediction_temperature if cfg.prediction_sampling else 0
     corruptions = {
-        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, generator),
+        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, cpu_generator),
         'predictions': lambda c: corrupt_with_predictions(c, cfg.corruption_ratio, models.unmasker, models.vocab,
                                                           temperature, generator),
     }
@@ -327,8 +315,8 @@ def remasking_report(cfg, models, windows, device):
 
 def mode_config(cfg, mode, iterations):
     """The sample.py settings that run `mode` for `iterations` iterations."""
-    threshold = cfg.remasking_confidence_threshold if mode in ('threshold', 'mixed') else None
-    return Config(dict(cfg, **MODES[mode], diffusion_iterations=iterations, remasking_confidence_threshold=threshold))
+    return Config(dict(cfg, **generate.mode_settings(mode, cfg.remasking_confidence_threshold),
+                       diffusion_iterations=iterations))
 
 
 def iterations_for(mode, budget, has_remasker):
@@ -336,20 +324,19 @@ def iterations_for(mode, budget, has_remasker):
     return budget // 2 if mode != 'random' and has_remasker else budget
 
 
-def generate(cfg, models, mode, iterations, device):
+def generate_in_mode(cfg, models, mode, iterations, device):
     """(texts, tokens (B, L), forward passes per sample, stats) for one mode, from its own fresh seed."""
     mode_cfg = mode_config(cfg, mode, iterations)
     remasker = models.remasker if mode != 'random' else None  # random mode does not read [WRONG] scores
-    models.unmasker.rows = 0
-    if remasker is not None:
-        remasker.rows = 0
+    for forward in (models.unmasker, remasker):
+        if forward is not None:
+            forward.rows = 0
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompt = torch.zeros(0, dtype=torch.long, device=device)
-    tokens, stats = sample.diffusion_generate(models.unmasker, remasker, prompt, mode_cfg,
-                                              sample.remasking_mode(mode_cfg), models.vocab, generator)
-    passes = (models.unmasker.rows + (remasker.rows if remasker is not None else 0)) / cfg.num_samples
-    texts = [decode(row.tolist(), models.vocab.itos) for row in tokens.cpu()]
-    return texts, tokens, passes, stats
+    prompt = generate.encode_prompt('', models.vocab.stoi, device)  # unprompted
+    tokens, stats = generate.diffusion_generate(models.unmasker, remasker, prompt, mode_cfg,
+                                                generate.remasking_mode(mode_cfg), models.vocab, generator)
+    passes = generate.forward_passes_per_sample((models.unmasker, remasker), cfg.num_samples)
+    return models.vocab.decode(tokens), tokens, passes, stats
 
 
 def text_metrics(texts, tokens, models, corpus, cfg, copies=True):
@@ -375,10 +362,10 @@ def validation_texts(corpus, cfg, device):
 def samples_report(cfg, models, corpus, device):
     has_remasker = models.remasker is not None
     out = dict(forward_budget=cfg.forward_budget, num_samples=cfg.num_samples, sequence_length=cfg.sequence_length,
-               score='remasking_model' if has_remasker else 'unmasking_confidence', modes={})
+               score=generate.score_source(models.remasker), modes={})
     for mode in MODES:
         iterations = iterations_for(mode, cfg.forward_budget, has_remasker)
-        texts, tokens, passes, stats = generate(cfg, models, mode, iterations, device)
+        texts, tokens, passes, stats = generate_in_mode(cfg, models, mode, iterations, device)
         out['modes'][mode] = dict(iterations=iterations, forward_passes_per_sample=passes,
                                   **text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
         if mode == 'threshold':
@@ -406,7 +393,7 @@ def plot_report(cfg, models, corpus, device):
     curves = {mode: [] for mode in MODES}
     for iterations in cfg.plot_iterations:
         for mode in MODES:
-            texts, tokens, passes, _ = generate(cfg, models, mode, iterations, device)
+            texts, tokens, passes, _ = generate_in_mode(cfg, models, mode, iterations, device)
             curves[mode].append(dict(iterations=iterations, forward_passes_per_sample=passes,
                                      **text_metrics(texts, tokens, models, corpus, cfg, copies=False)))
     validation = text_metrics(*validation_texts(corpus, cfg, device), models, corpus, cfg, copies=False)

@@ -1,5 +1,5 @@
 """
-Building blocks shared by the two generation loops in sample.py: the masked diffusion loop
+Building blocks shared by the two generation loops in generate.py: the masked diffusion loop
 (unmask / remask) and the edit loop (substitute / delete / insert / re-noise).
 
 Everything here works on whole batches at once: tokens are (B, T) int64 tensors, scores are

@@ -1,6 +1,6 @@
 """
-Speed of sample.py's generation loops: characters per second and model forward passes per sample,
-for every remasking mode and the edit loop, at num_samples 1 and 16.
+Speed of the generation loops of generate.py, as sample.py runs them: characters per second and
+model forward passes per sample, for every remasking mode and the edit loop, at num_samples 1 and 16.
 
 By default the models are randomly initialised at the quick config's size (4 layers, 4 heads,
 128 wide) with block_size 1024, so no trained checkpoint is needed; random weights make the
@@ -16,14 +16,14 @@ import argparse
 import os
 import sys
 import time
-from contextlib import nullcontext
 
 import torch
 
 os.environ.setdefault('TQDM_DISABLE', '1')  # the table is the output, not the progress bars
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import sample  # noqa: E402
+import generate  # noqa: E402
 from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from common import autocast_context, resolve_dtype  # noqa: E402
 from configurator import Config  # noqa: E402
 from data.corpus import build_vocab  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
@@ -38,6 +38,13 @@ MODES = {  # name -> (sampler, settings, needs a remasking model)
                                 remasking_confidence_threshold=0.01), True),
     'edit': ('edit', dict(), False),
 }
+# sample.py's defaults for the settings the loops read (a test keeps them equal), so the bench
+# measures what a user gets
+LOOP_SETTINGS = dict(temperature=1.0, top_k=None, remasking_schedule='linear', start_ratio=1.0, end_ratio=0.1,
+                     use_intelligent_remasking=False, use_mixed_remasking=False, remasking_confidence_threshold=None,
+                     insert_ratio_start=0.04, insert_ratio_end=0.0, delete_ratio_start=0.04, delete_ratio_end=0.0,
+                     noise_start=0.1, noise_end=0.0, insert_schedule='cosine', delete_schedule='cosine',
+                     noise_schedule='cosine', cooling_distance=2, cooling_iterations=1)
 
 
 def random_models(block_size, device):
@@ -58,25 +65,24 @@ def checkpoint_models(path, rpath, device):
 
 def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
     kind, settings, needs_remasker = MODES[name]
-    cfg = Config(dict(sample.DEFAULTS, num_samples=num_samples, sequence_length=length,
+    cfg = Config(dict(LOOP_SETTINGS, num_samples=num_samples, sequence_length=length,
                       diffusion_iterations=iterations, max_iterations=iterations, **settings))
-    unmasker = sample.Forward(models[0], ctx)
-    remasker = sample.Forward(models[1], ctx) if needs_remasker else None
-    ids = sample.Vocab(vocab['stoi'], vocab['itos'], vocab['mask_token_id'], vocab['wrong_token_id'])
-    prompt = torch.zeros(0, dtype=torch.long, device=device)
+    unmasker = generate.Forward(models[0], ctx)
+    remasker = generate.Forward(models[1], ctx) if needs_remasker else None
+    ids = generate.Vocab.from_meta(vocab)
+    prompt = generate.encode_prompt('', ids.stoi, device)  # unprompted
     generator = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
     sync()
     t0 = time.perf_counter()
     if kind == 'diffusion':
-        tokens, _ = sample.diffusion_generate(unmasker, remasker, prompt, cfg, sample.remasking_mode(cfg),
-                                              ids, generator)  # log=None: a tqdm bar on stderr, no verbose statistics
+        tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate.remasking_mode(cfg),
+                                                ids, generator)  # log=None: no verbose statistics
     else:
-        tokens, _ = sample.edit_generate(unmasker, prompt, cfg, ids, generator, length)
+        tokens, _ = generate.edit_generate(unmasker, prompt, cfg, ids, generator, length)
     sync()
     seconds = time.perf_counter() - t0
-    rows = unmasker.rows + (remasker.rows if remasker else 0)
-    return tokens.numel() / seconds, rows / num_samples, seconds
+    return tokens.numel() / seconds, generate.forward_passes_per_sample((unmasker, remasker), num_samples), seconds
 
 
 def main():
@@ -104,7 +110,7 @@ def main():
             models, vocab = checkpoint_models(args.checkpoint, args.remasking_checkpoint, device)
         else:
             models, vocab = random_models(max(args.sequence_length, 1024), device)
-        ctx = sample.autocast_context(device, args.dtype) if device != 'cpu' else nullcontext()
+        ctx = autocast_context(device, resolve_dtype(args.dtype, device))  # sample.py's rule
         run_mode('random', models, vocab, device, ctx, 1, args.sequence_length, 1)  # warm-up: first-call costs
         for name in args.modes.split(','):
             if MODES[name][2] and models[1] is None:

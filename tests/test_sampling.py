@@ -1,4 +1,5 @@
-"""sampling_utils against plain reference loops; both loops of sample.py driven by oracle models; the CLI."""
+"""sampling_utils against plain reference loops; both loops of generate.py driven by oracle models; the
+sample.py CLI."""
 import json
 import sys
 from contextlib import nullcontext
@@ -7,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import generate
 import sample
 import sampling_utils as su
 from checkpoints import save_checkpoint
@@ -60,16 +62,16 @@ def cfg_with(**overrides):
 
 
 def vocab():
-    return sample.Vocab(VOCAB['stoi'], VOCAB['itos'], MASK, WRONG)
+    return generate.Vocab.from_meta(VOCAB)
 
 
 def run_diffusion(mode, unmasker=None, remasker=None, prompt='', seed=0, log=None, **overrides):
     cfg = cfg_with(**overrides)
-    unmasker = sample.Forward(unmasker or Oracle(), nullcontext())
-    remasker = sample.Forward(remasker, nullcontext()) if remasker is not None else None
+    unmasker = generate.Forward(unmasker or Oracle(), nullcontext())
+    remasker = generate.Forward(remasker, nullcontext()) if remasker is not None else None
     p = torch.as_tensor(encode(prompt, VOCAB['stoi'])) if prompt else torch.zeros(0, dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
-    tokens, stats = sample.diffusion_generate(unmasker, remasker, p, cfg, mode, vocab(), gen, log)
+    tokens, stats = generate.diffusion_generate(unmasker, remasker, p, cfg, mode, vocab(), gen, log)
     return tokens, stats, cfg
 
 
@@ -212,7 +214,7 @@ def test_categorical_draws_match_the_distribution_rare_tokens_included():
     ('mixed', dict(use_intelligent_remasking=True, use_mixed_remasking=True, remasking_confidence_threshold=0.5)),
 ])
 def test_every_mode_reconstructs_the_text_with_a_prompt(mode, overrides):
-    assert sample.remasking_mode(cfg_with(**overrides)) == mode
+    assert generate.remasking_mode(cfg_with(**overrides)) == mode
     prompt = TEXT[:9]
     for remasker in (RemaskOracle(), None):  # with a remasking model and with the fallback
         tokens, _, _ = run_diffusion(mode, Oracle(), remasker, prompt=prompt, **overrides)
@@ -261,14 +263,14 @@ def test_threshold_mode_stops_at_first_clean_iteration_and_per_sample():
 
 def test_mixed_mode_takes_candidates_first(monkeypatch):
     seen = []
-    orig = sample.choose_remask
+    orig = generate.choose_remask
 
     def spy(mode, score, eligible, k, threshold, generator):
         chosen = orig(mode, score, eligible, k, threshold, generator)
         seen.append((score > threshold, chosen, k))
         return chosen
 
-    monkeypatch.setattr(sample, 'choose_remask', spy)
+    monkeypatch.setattr(generate, 'choose_remask', spy)
     run_diffusion('mixed', Oracle(p_wrong=0.1, seed=2), RemaskOracle(), use_intelligent_remasking=True,
                   use_mixed_remasking=True, remasking_confidence_threshold=0.5)
     assert any(0 < int(c.sum(1).min()) for c, _, _ in seen)  # some iterations did have candidates
@@ -292,7 +294,22 @@ def test_contradictory_flags_are_rejected():
                   dict(remasking_confidence_threshold=0.1),
                   dict(use_intelligent_remasking=True, remasking_confidence_threshold=1.5)):
         with pytest.raises(UserError):
-            sample.remasking_mode(cfg_with(**flags))
+            generate.remasking_mode(cfg_with(**flags))
+
+
+def test_mode_names_and_flags_are_one_mapping():
+    # evaluate.py selects a mode by name, sample.py reads it back from the flags: both ways must agree
+    for mode in generate.REMASKING_MODES:
+        assert generate.remasking_mode(cfg_with(**generate.mode_settings(mode, 0.3))) == mode
+    assert generate.mode_settings('intelligent', 0.3)['remasking_confidence_threshold'] is None
+
+
+def test_prompt_encoding_and_decoding():
+    prompt = generate.encode_prompt('to be', VOCAB['stoi'], 'cpu')
+    assert prompt.dtype == torch.long and vocab().decode(prompt.view(1, -1)) == ['to be']
+    assert generate.encode_prompt('', VOCAB['stoi'], 'cpu').shape == (0,)
+    with pytest.raises(UserError, match='prompt'):
+        generate.check_prompt_fits(prompt, 5)
 
 
 # -----------------------------------------------------------------------------
@@ -300,10 +317,10 @@ def test_contradictory_flags_are_rejected():
 
 def run_edit(prompt='', max_length=None, seed=0, **overrides):
     cfg = cfg_with(max_iterations=12, **overrides)
-    model = sample.Forward(Oracle(), nullcontext())
+    model = generate.Forward(Oracle(), nullcontext())
     p = torch.as_tensor(encode(prompt, VOCAB['stoi'])) if prompt else torch.zeros(0, dtype=torch.long)
     lengths = []
-    tokens, stats = sample.edit_generate(model, p, cfg, vocab(), torch.Generator().manual_seed(seed),
+    tokens, stats = generate.edit_generate(model, p, cfg, vocab(), torch.Generator().manual_seed(seed),
                                          max_length or len(TEXT), lambda it, r: lengths.append(r['length']))
     return tokens, stats, lengths, p
 
@@ -334,7 +351,7 @@ def test_edit_loop_cooling_keeps_edits_apart():
     cool = torch.zeros(1, 20, dtype=torch.long)
     cool[0, 2] = 1
     cfg = cfg_with(cooling_distance=2)
-    delete, insert = sample.plan_structural_edits(p_now, cool, 0, 3, 2, 30, cfg)
+    delete, insert = generate.plan_structural_edits(p_now, cool, 0, 3, 2, 30, cfg)
     assert delete[0].nonzero().squeeze(1).tolist() == [5, 6, 7]  # 0..4 are within 2 of the recent edit at 2
     gaps = insert[0].nonzero().squeeze(1).tolist()
     assert len(gaps) == 2 and all(g >= 9 for g in gaps)  # clear of the cooling zone and of the deletions
@@ -422,3 +439,17 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args,
 def test_cli_error_for_empty_out_dir(tmp_path, capsys, monkeypatch):
     code, err = run_cli(capsys, monkeypatch, [f'--out_dir={tmp_path}'])
     assert code == 2 and 'no unmasking checkpoint' in err[0] and 'no checkpoints' in err[0]
+
+
+def test_bench_runs_every_mode_at_sample_defaults(monkeypatch):
+    monkeypatch.setenv('TQDM_DISABLE', '1')  # what importing the bench sets; undone after the test
+    from bench import bench_sampling as bench
+    assert bench.LOOP_SETTINGS.items() <= sample.DEFAULTS.items()  # it measures what sample.py runs
+    models, vocab_info = bench.random_models(16, 'cpu')
+    # 2 iterations: one pass each, two with a remasking model (threshold: at most); the edit loop scores its
+    # final text once more
+    expected = {'random': 2, 'intelligent-fallback': 2, 'intelligent': 4, 'threshold': 4, 'mixed': 4, 'edit': 3}
+    for name in bench.MODES:
+        chars_per_second, passes, _ = bench.run_mode(name, models, vocab_info, 'cpu', nullcontext(), 2, 16, 2)
+        assert chars_per_second > 0, name
+        assert passes <= expected[name] if name == 'threshold' else passes == expected[name], name
