@@ -8,9 +8,9 @@ $ python train.py config/train_shakespeare_char_quick.py
 Several GPUs on one node (DDP):
 $ torchrun --standalone --nproc_per_node=4 train.py config/train_char_diffusion.py
 
-When no producer is filling the queue, train.py starts one (`python prepare.py <the same config>`)
-and stops it when training ends. Every key below can be set by a config file or `--key=value`;
-so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
+When no producer is filling the queue, train.py starts one (`python prepare.py <the same config>`,
+see producer.py) and stops it when training ends. Every key below can be set by a config file or
+`--key=value`; so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
 """
 
 import itertools
@@ -18,7 +18,6 @@ import math
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -30,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoints import (LATEST_NAME, checkpoint_name, fit_problem, load_checkpoint, run_kind, save_checkpoint,
                          strip_compile_prefix, versioned_checkpoints)
-from common import (REPO_ROOT, UserError, autocast_context, print0, resolve_device, resolve_dtype, run_cli,
+from common import (UserError, autocast_context, print0, resolve_device, resolve_dtype, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
 from dataset_consumer import DatasetConsumer, validate_meta
@@ -38,7 +37,8 @@ from model import GPT, GPTConfig
 from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
                         validation_loss)
 from prepare_streaming import provider_defaults
-from queue_io import PARENT_PID_ENV, atomic_json, dataset_dir, live_producers
+from producer import start_producer_if_needed, stop_producer
+from queue_io import atomic_json, dataset_dir
 
 # -----------------------------------------------------------------------------
 # default config values: a small unmasking model on Tiny Shakespeare
@@ -183,69 +183,6 @@ def restore_rng_state(state):
     random.setstate(state['python'])
     if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state['cuda'])
-
-
-# -----------------------------------------------------------------------------
-# the producer: started here when nobody else is filling the queue
-
-
-def producer_argv(cfg, provider_keys):
-    """--key=value for every provider key as train.py resolved it (config files, composition and
-    overrides included), so the producer makes exactly the data this run expects."""
-    return [f'--{key}={cfg[key]!r}' for key in provider_keys]
-
-
-def start_producer_if_needed(cfg, provider_keys, queue_dir, log_path):
-    """Start `python prepare.py ...` unless a live producer already serves `queue_dir`; returns the Popen or None."""
-    live = live_producers(queue_dir)
-    if live:
-        print0(f"data: using the live producer(s) on {queue_dir}: pid {', '.join(str(b['pid']) for b in live)}")
-        return None
-    if not cfg.start_producer:
-        print0(f"data: no live producer on {queue_dir} and start_producer=False: reading what is queued")
-        return None
-    command = [sys.executable, os.path.join(REPO_ROOT, 'prepare.py'), *producer_argv(cfg, provider_keys)]
-    log = open(log_path, 'ab')
-    env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid())})
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    log.close()  # the child holds its own copy
-    print0(f"data: started producer pid {proc.pid} (log: {log_path})")
-    wait_for_producer(proc, queue_dir, log_path, cfg.data_wait_timeout)
-    return proc
-
-
-def wait_for_producer(proc, queue_dir, log_path, timeout):
-    """Return once the producer is past its start (meta.pkl checked or written), or finished fine;
-    a producer that fails (say, on a queue made with other settings) is one clear line."""
-    deadline = time.time() + (timeout if timeout is not None else float('inf'))
-    while not [beat for beat in live_producers(queue_dir) if beat.get('status') != 'starting']:
-        code = proc.poll()
-        if code is not None:
-            if code == 0:
-                return  # it wrote what it was asked to (max_files) and left
-            raise UserError(f"the data producer exited with code {code}: {last_line(log_path)} (full log: {log_path})")
-        if time.time() > deadline:
-            raise UserError(f"the data producer sent no heartbeat within {timeout}s (log: {log_path})")
-        time.sleep(0.2)
-
-
-def last_line(path):
-    with open(path, encoding='utf-8', errors='replace') as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return lines[-1] if lines else '(no output)'
-
-
-def stop_producer(proc, timeout=10.0):
-    """SIGTERM (the provider shuts down cleanly), then SIGKILL if it does not go within `timeout`."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    print0(f"data: stopped producer pid {proc.pid}")
 
 
 # -----------------------------------------------------------------------------
@@ -548,8 +485,9 @@ def main(argv):
             atomic_json(dict(cfg, run_id=run_id, argv=argv, world_size=ctx['world_size']),
                         os.path.join(cfg.out_dir, f'config_{run_id}.json'))
             print0(f"run {run_id}: config saved to {os.path.join(cfg.out_dir, f'config_{run_id}.json')}")
-            producer = start_producer_if_needed(cfg, provider_keys, queue_dir,
-                                                os.path.join(cfg.out_dir, f'producer_{run_id}.log'))
+            producer = start_producer_if_needed(queue_dir, {key: cfg[key] for key in provider_keys},
+                                                os.path.join(cfg.out_dir, f'producer_{run_id}.log'),
+                                                start=cfg.start_producer, timeout=cfg.data_wait_timeout)
         consumer = open_queue(cfg, ctx, queue_dir)
         state = train(cfg, ctx, consumer, run_id)
         print0(f"done: iter {state['iter_num']}, best val loss {state['best_val_loss']:.4f}")
