@@ -16,21 +16,18 @@ see producer.py) and stops it when training ends. Every key below can be set by 
 import itertools
 import math
 import os
-import random
 import signal
 import sys
 import time
 import uuid
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoints import (LATEST_NAME, checkpoint_name, fit_problem, load_checkpoint, run_kind, save_checkpoint,
-                         strip_compile_prefix, versioned_checkpoints)
-from common import (UserError, autocast_context, print0, resolve_device, resolve_dtype, run_cli,
-                    seed_everything)
+from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, run_kind, save_run_checkpoints, strip_compile_prefix
+from common import (UserError, autocast_context, print0, resolve_device, resolve_dtype, restore_rng_state, rng_state,
+                    run_cli, seed_everything)
 from configurator import defaults_from, load_config
 from dataset_consumer import DatasetConsumer, validate_meta
 from model import GPT, GPTConfig
@@ -170,21 +167,6 @@ def compute_cleanup(ctx):
         dist.destroy_process_group()
 
 
-def rng_state():
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state):
-    torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['python'])
-    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
 # -----------------------------------------------------------------------------
 # data, model, optimizer
 
@@ -264,26 +246,15 @@ def evaluate(model, consumer, cfg, ctx):
 
 
 def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
-    """ckpt_<kind>_<iter>.pt (weights, for sampling) and ckpt.pt (the same plus what resuming needs),
-    each written atomically; then the oldest versioned checkpoints beyond keep_last_checkpoints go."""
+    """ckpt_<kind>_<iter>.pt and ckpt.pt (the same plus what resuming needs), then pruning: see
+    checkpoints.save_run_checkpoints."""
     checkpoint = dict(model=raw_model.state_dict(), model_args=state['model_args'], iter_num=state['iter_num'],
                       best_val_loss=state['best_val_loss'], config=dict(cfg), meta=meta,
                       training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
                       run_id=state['run_id'])
-    name = checkpoint_name(cfg.training_type, cfg.remasking_loss_type, state['iter_num'])
-    save_checkpoint(checkpoint, os.path.join(cfg.out_dir, name))
-    save_checkpoint(dict(checkpoint, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                         rng_state=rng_state()), os.path.join(cfg.out_dir, LATEST_NAME))
+    resume_state = dict(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng_state=rng_state())
+    name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints)
     print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
-    prune_checkpoints(cfg)
-
-
-def prune_checkpoints(cfg):
-    if cfg.keep_last_checkpoints <= 0:
-        return
-    found = versioned_checkpoints(cfg.out_dir, run_kind(cfg.training_type, cfg.remasking_loss_type))
-    for _, path in found[:-cfg.keep_last_checkpoints]:
-        os.remove(path)
 
 
 # -----------------------------------------------------------------------------

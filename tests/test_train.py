@@ -142,13 +142,12 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
 
 
 def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
-    import train
-    from configurator import Config
+    from checkpoints import prune_checkpoints
     for name in ('ckpt_unmasking_1.pt', 'ckpt_unmasking_2.pt', 'ckpt_unmasking_3.pt',
-                 'ckpt_remasking_all_positions_1.pt'):
+                 'ckpt_remasking_all_positions_1.pt', 'ckpt.pt'):
         (tmp_path / name).write_bytes(b'x')
-    train.prune_checkpoints(Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2))
-    assert sorted(os.listdir(tmp_path)) == ['ckpt_remasking_all_positions_1.pt', 'ckpt_unmasking_2.pt',
+    prune_checkpoints(str(tmp_path), 'unmasking', keep_last=2)
+    assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'ckpt_remasking_all_positions_1.pt', 'ckpt_unmasking_2.pt',
                                             'ckpt_unmasking_3.pt']
 
 
