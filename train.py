@@ -36,6 +36,7 @@ from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, 
 from prepare_streaming import provider_defaults
 from producer import start_producer_if_needed, stop_producer
 from queue_io import atomic_json, dataset_dir
+from training_log import TrainingLog, start_wandb
 
 # -----------------------------------------------------------------------------
 # default config values: a small unmasking model on Tiny Shakespeare
@@ -258,51 +259,6 @@ def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
 
 
 # -----------------------------------------------------------------------------
-# logging
-
-
-def init_wandb(cfg, run_id):
-    """A wandb run on the master (imported only when asked for); WANDB_MODE=offline works."""
-    import wandb
-    name = f"{cfg.wandb_run_name}_{cfg.training_type}"
-    if cfg.training_type == 'remasking':
-        name += f"_{cfg.remasking_loss_type}"
-    return wandb.init(project=cfg.wandb_project, name=name, config=dict(cfg, run_id=run_id),
-                      dir=cfg.out_dir, id=run_id, resume='allow')
-
-
-def format_seconds(seconds):
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-class StepTimer:
-    """ms/iter, tokens/s and data-wait share over the iterations since the last log line."""
-
-    def __init__(self, consumer):
-        self.consumer = consumer
-        self.reset()
-
-    def reset(self):
-        self.seconds, self.steps, self.loss_sum = 0.0, 0, 0.0
-        self.wait_start = self.consumer.wait_seconds
-
-    def add(self, dt, loss):
-        self.seconds += dt
-        self.steps += 1
-        self.loss_sum += loss
-
-    def report(self):
-        waited = self.consumer.wait_seconds - self.wait_start
-        dt = self.seconds / max(1, self.steps)
-        out = dict(loss=self.loss_sum / max(1, self.steps), dt=dt,
-                   wait=waited / self.seconds if self.seconds > 0 else 0.0)
-        self.reset()
-        return out
-
-
-# -----------------------------------------------------------------------------
 # training
 
 
@@ -346,8 +302,7 @@ def train(cfg, ctx, consumer, run_id):
     scaler = torch.amp.GradScaler(ctx['device_type'], enabled=ctx['dtype'] == 'float16')
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                                ctx['device_type'])
-    state = dict(model_args=model_args_from(cfg, meta), iter_num=0, best_val_loss=float('inf'), run_id=run_id,
-                 step_log=[], tokens_per_iter=tokens_per_iter, mfu=None)
+    state = dict(model_args=model_args_from(cfg, meta), iter_num=0, best_val_loss=float('inf'), run_id=run_id)
     resumed_at = None
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint['optimizer'])
@@ -368,10 +323,9 @@ def train(cfg, ctx, consumer, run_id):
     if ctx['ddp']:
         model = DDP(model, device_ids=[ctx['local_rank']] if ctx['device_type'] == 'cuda' else None)
 
-    wandb_run = init_wandb(cfg, run_id) if cfg.wandb_log and ctx['master'] else None
-
-    timer = StepTimer(consumer)
-    mean_dt = None  # smoothed seconds per iteration, for the ETA
+    log = TrainingLog(cfg, consumer, tokens_per_iter,
+                      mfu_model=raw_model if ctx['device_type'] == 'cuda' else None,  # MFU against a GPU's peak
+                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and ctx['master'] else None)
     while True:
         iter_num = state['iter_num']
         last_step = iter_num >= cfg.max_iters
@@ -383,11 +337,7 @@ def train(cfg, ctx, consumer, run_id):
             losses = evaluate(eval_model, consumer, cfg, ctx)
             improved = losses['val/loss'] < state['best_val_loss']
             state['best_val_loss'] = min(state['best_val_loss'], losses['val/loss'])
-            stage_text = ''.join(f", {k[4:]} {v:.4f}" for k, v in losses.items() if k != 'val/loss')
-            print0(f"eval iter {iter_num}: val loss {losses['val/loss']:.4f}{stage_text} "
-                   f"(best {state['best_val_loss']:.4f})")
-            if wandb_run is not None:
-                wandb_run.log({'iter': iter_num, 'lr': lr, **losses}, step=iter_num)
+            log.evaluation(iter_num, lr, losses, state['best_val_loss'])
             if cfg.eval_only:
                 break
             if ctx['master'] and (last_step or (iter_num > 0 and (improved or cfg.always_save_checkpoint))):
@@ -395,39 +345,15 @@ def train(cfg, ctx, consumer, run_id):
         if last_step:
             break
 
-        t0, waited0 = time.time(), consumer.wait_seconds
+        t0 = time.time()
         loss = train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps)
-        dt = time.time() - t0
-        timer.add(dt, loss)
-        state['step_log'].append((dt, consumer.wait_seconds - waited0))  # for bench/bench_train.py
-        mean_dt = dt if mean_dt is None else 0.9 * mean_dt + 0.1 * dt
+        log.add_step(time.time() - t0, loss)
         state['iter_num'] = iter_num = iter_num + 1
         if iter_num % cfg.log_interval == 0 and ctx['master']:
-            state['mfu'] = log_step(iter_num, lr, timer.report(), mean_dt, tokens_per_iter, raw_model, cfg, ctx,
-                                    wandb_run)
+            log.iteration(iter_num, lr)
 
-    if wandb_run is not None:
-        wandb_run.finish()
+    log.finish()
     return state
-
-
-def log_step(iter_num, lr, stats, mean_dt, tokens_per_iter, raw_model, cfg, ctx, wandb_run):
-    tokens_per_sec = tokens_per_iter / stats['dt']
-    mfu_text, mfu = '', None
-    if ctx['device_type'] == 'cuda':
-        mfu = raw_model.estimate_mfu(cfg.batch_size * cfg.gradient_accumulation_steps, stats['dt'])
-        mfu_text = f" | mfu {mfu * 100:.1f}%"
-    eta = format_seconds((cfg.max_iters - iter_num) * mean_dt)
-    print0(f"iter {iter_num}/{cfg.max_iters} | loss {stats['loss']:.4f} | lr {lr:.2e} | "
-           f"{stats['dt'] * 1000:.1f} ms/iter | {tokens_per_sec:,.0f} tok/s{mfu_text} | "
-           f"data wait {stats['wait'] * 100:.1f}% | eta {eta}")
-    if wandb_run is not None:
-        record = {'train/loss': stats['loss'], 'lr': lr, 'ms_per_iter': stats['dt'] * 1000,
-                  'tokens_per_sec': tokens_per_sec, 'data_wait': stats['wait']}
-        if mfu is not None:
-            record['mfu'] = mfu
-        wandb_run.log(record, step=iter_num)
-    return mfu
 
 
 def run_id_for(cfg, ctx):

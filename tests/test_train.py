@@ -151,6 +151,33 @@ def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
                                             'ckpt_unmasking_3.pt']
 
 
+def test_iteration_line_reads_back_as_written(capsys):
+    """bench/bench_train.py measures a run from its iteration lines: what TrainingLog prints, parse_iteration_line reads."""
+    import train
+    from configurator import Config
+    from training_log import TrainingLog, parse_iteration_line
+
+    class Consumer:
+        wait_seconds = 0.0
+
+    class Model:
+        def estimate_mfu(self, sequences_per_iter, dt):
+            return 0.125
+
+    cfg = Config(train.DEFAULTS, max_iters=100)
+    for mfu_model, mfu in ((None, None), (Model(), 0.125)):
+        consumer = Consumer()
+        log = TrainingLog(cfg, consumer, tokens_per_iter=1000, mfu_model=mfu_model)
+        log.add_step(0.25, 2.0)
+        consumer.wait_seconds = 0.01  # 2% of the two steps' 0.5 s
+        log.add_step(0.25, 3.0)
+        log.iteration(12, 1e-3)
+        line = capsys.readouterr().out.strip()
+        assert line.startswith('iter 12/100 | loss 2.5000 | lr 1.00e-03 | 250.0 ms/iter | 4,000 tok/s'), line
+        assert parse_iteration_line(line) == dict(iter=12, seconds=0.25, tokens_per_sec=4000, data_wait=0.02, mfu=mfu)
+    assert parse_iteration_line('eval iter 12: val loss 2.5') is None
+
+
 def test_ddp_two_processes_read_different_files(tiny_corpus, queued, tmp_path):
     out_dir = tmp_path / 'out'
     before = train_files(queued)
