@@ -123,7 +123,7 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     optimizer = torch.optim.AdamW(model.parameters())
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2)
-    state = dict(model_args=model_args, iter_num=2, best_val_loss=1.0, run_id='abc')
+    state = train.RunState(run_id='abc', model_args=model_args, tokens_per_iter=16, iter_num=2, best_val_loss=1.0)
     train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert set(before) == {'ckpt_unmasking_2.pt', 'ckpt.pt'}
@@ -135,7 +135,7 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
         raise KeyboardInterrupt  # ... then the run is interrupted mid-write
 
     monkeypatch.setattr(torch, 'save', save_then_fail)
-    state['iter_num'] = 4
+    state.iter_num = 4
     with pytest.raises(KeyboardInterrupt):
         train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
