@@ -109,6 +109,26 @@ def save_checkpoint(checkpoint, path):
     atomic_torch_save(checkpoint, path, fsync=True)
 
 
+def save_run_checkpoints(checkpoint, resume_state, out_dir, keep_last=0):
+    """ckpt_<kind>_<iter>.pt (the weights, for sampling) and ckpt.pt (the same plus `resume_state`:
+    optimizer, scaler, RNG), each written atomically; then the oldest versioned checkpoints of this
+    kind beyond `keep_last` go. Returns the versioned name."""
+    name = checkpoint_name(checkpoint['training_type'], checkpoint['remasking_loss_type'], checkpoint['iter_num'])
+    save_checkpoint(checkpoint, os.path.join(out_dir, name))
+    save_checkpoint(dict(checkpoint, **resume_state), os.path.join(out_dir, LATEST_NAME))
+    prune_checkpoints(out_dir, checkpoint_kind(checkpoint), keep_last)
+    return name
+
+
+def prune_checkpoints(out_dir, kind, keep_last):
+    """Remove all but the newest `keep_last` versioned checkpoints of `kind` (0 keeps all); other
+    kinds sharing out_dir, and ckpt.pt, stay."""
+    if keep_last <= 0:
+        return
+    for _, path in versioned_checkpoints(out_dir, kind)[:-keep_last]:
+        os.remove(path)
+
+
 def load_checkpoint(path, map_location='cpu'):
     """Load a checkpoint memory-mapped (optimizer state is not read unless used); UserError when unreadable."""
     if not os.path.exists(path):

@@ -7,7 +7,7 @@ The ground floor: what every script and module uses, importing nothing of the pr
 - the one rule for devices and autocast precision (`resolve_device`, `resolve_dtype`,
   `autocast_context`), used by train.py, sample.py, evaluate.py and the checkpoint predictor alike;
 - `compute_init` / `compute_cleanup`: a single process on CPU or one GPU, or a torchrun DDP group;
-- `print0` and `seed_everything`.
+- `print0`, `seed_everything`, and saving/restoring the RNG state of a run (`rng_state`, `restore_rng_state`).
 """
 
 import os
@@ -55,6 +55,24 @@ def seed_everything(value):
     torch.manual_seed(value)
     np.random.seed(value % 2**32)
     random.seed(value)
+
+
+def rng_state():
+    """Every random stream a run draws from (torch, CUDA, numpy, random), to save with a checkpoint."""
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state):
+    # .cpu(): generators take their state only as a CPU tensor, and a checkpoint loaded with
+    # map_location='cuda' has moved every tensor onto the GPU
+    torch.set_rng_state(state['torch'].cpu())
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
 # -----------------------------------------------------------------------------

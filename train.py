@@ -8,29 +8,26 @@ $ python train.py config/train_shakespeare_char_quick.py
 Several GPUs on one node (DDP):
 $ torchrun --standalone --nproc_per_node=4 train.py config/train_char_diffusion.py
 
-When no producer is filling the queue, train.py starts one (`python prepare.py <the same config>`)
-and stops it when training ends. Every key below can be set by a config file or `--key=value`;
-so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
+When no producer is filling the queue, train.py starts one (`python prepare.py <the same config>`,
+see producer.py) and stops it when training ends. Every key below can be set by a config file or
+`--key=value`; so can the dataset provider's keys, which are passed on to the producer. See docs/training.md.
 """
 
 import itertools
 import math
 import os
-import random
 import signal
-import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoints import (LATEST_NAME, checkpoint_name, fit_problem, load_checkpoint, run_kind, save_checkpoint,
-                         strip_compile_prefix, versioned_checkpoints)
-from common import (REPO_ROOT, UserError, autocast_context, print0, resolve_device, resolve_dtype, run_cli,
+from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, run_kind, save_run_checkpoints, strip_compile_prefix
+from common import (UserError, compute_cleanup, compute_init, print0, restore_rng_state, rng_state, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
 from dataset_consumer import DatasetConsumer, validate_meta
@@ -38,7 +35,9 @@ from model import GPT, GPTConfig
 from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
                         validation_loss)
 from prepare_streaming import provider_defaults
-from queue_io import PARENT_PID_ENV, atomic_json, dataset_dir, live_producers
+from producer import start_producer_if_needed, stop_producer
+from queue_io import atomic_json, dataset_dir
+from training_log import TrainingLog, start_wandb
 
 # -----------------------------------------------------------------------------
 # default config values: a small unmasking model on Tiny Shakespeare
@@ -96,7 +95,6 @@ seed = 1337
 DEFAULTS = defaults_from(globals())
 
 
-
 # -----------------------------------------------------------------------------
 # config
 
@@ -138,126 +136,50 @@ def check_config(cfg):
 
 
 # -----------------------------------------------------------------------------
-# compute: device, DDP, precision
+# the run: its id, its saved config, where it stands
 
 
-def compute_init(cfg):
-    """Device, DDP rank/world size, seeds and autocast context. Works alone, under torchrun, on CPU or CUDA."""
-    ddp = int(os.environ.get('RANK', -1)) != -1
-    rank, local_rank, world_size = 0, 0, 1
-    device = resolve_device(cfg.device)
-    if ddp:
-        rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
-        world_size = int(os.environ['WORLD_SIZE'])
-        if device.startswith('cuda'):
-            device = f'cuda:{local_rank}'
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=cfg.backend or ('nccl' if device.startswith('cuda') else 'gloo'))
-    device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
-    dtype = resolve_dtype(cfg.dtype, device)
-    # a different seed per rank: different dropout masks (the data differs anyway: own queue files)
-    seed_everything(cfg.seed + rank)
-    if device_type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = True  # tf32 matmuls: much faster, precision is plenty
-        torch.backends.cudnn.allow_tf32 = True
-    autocast = autocast_context(device, dtype)
-    return dict(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, master=rank == 0,
-                device=device, device_type=device_type, dtype=dtype, autocast=autocast)
+@dataclass
+class RunState:
+    """Where a run stands: what its checkpoints record, and what main() returns."""
+    run_id: str
+    model_args: dict
+    tokens_per_iter: int            # over all processes and micro-steps
+    iter_num: int = 0
+    best_val_loss: float = float('inf')
+    resumed_at: int | None = None   # the iteration a resumed run started at (evaluated before it was saved)
 
 
-def compute_cleanup(ctx):
-    if ctx['ddp'] and dist.is_initialized():
-        dist.destroy_process_group()
+def run_id_for(cfg, compute):
+    """A new id per run; a resumed run keeps the id of the run it continues. Rank 0's, on every rank."""
+    run_id = uuid.uuid4().hex[:12]
+    if cfg.init_from == 'resume':  # a missing ckpt.pt is reported here, before any waiting for data
+        run_id = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME)).get('run_id') or run_id
+    if compute.ddp:
+        shared = [run_id]
+        dist.broadcast_object_list(shared, src=0)
+        run_id = shared[0]
+    return run_id
 
 
-def rng_state():
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state):
-    torch.set_rng_state(state['torch'])
-    np.random.set_state(state['numpy'])
-    random.setstate(state['python'])
-    if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-# -----------------------------------------------------------------------------
-# the producer: started here when nobody else is filling the queue
-
-
-def producer_argv(cfg, provider_keys):
-    """--key=value for every provider key as train.py resolved it (config files, composition and
-    overrides included), so the producer makes exactly the data this run expects."""
-    return [f'--{key}={cfg[key]!r}' for key in provider_keys]
-
-
-def start_producer_if_needed(cfg, provider_keys, queue_dir, log_path):
-    """Start `python prepare.py ...` unless a live producer already serves `queue_dir`; returns the Popen or None."""
-    live = live_producers(queue_dir)
-    if live:
-        print0(f"data: using the live producer(s) on {queue_dir}: pid {', '.join(str(b['pid']) for b in live)}")
-        return None
-    if not cfg.start_producer:
-        print0(f"data: no live producer on {queue_dir} and start_producer=False: reading what is queued")
-        return None
-    command = [sys.executable, os.path.join(REPO_ROOT, 'prepare.py'), *producer_argv(cfg, provider_keys)]
-    log = open(log_path, 'ab')
-    env = dict(os.environ, **{PARENT_PID_ENV: str(os.getpid())})
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    log.close()  # the child holds its own copy
-    print0(f"data: started producer pid {proc.pid} (log: {log_path})")
-    wait_for_producer(proc, queue_dir, log_path, cfg.data_wait_timeout)
-    return proc
-
-
-def wait_for_producer(proc, queue_dir, log_path, timeout):
-    """Return once the producer is past its start (meta.pkl checked or written), or finished fine;
-    a producer that fails (say, on a queue made with other settings) is one clear line."""
-    deadline = time.time() + (timeout if timeout is not None else float('inf'))
-    while not [beat for beat in live_producers(queue_dir) if beat.get('status') != 'starting']:
-        code = proc.poll()
-        if code is not None:
-            if code == 0:
-                return  # it wrote what it was asked to (max_files) and left
-            raise UserError(f"the data producer exited with code {code}: {last_line(log_path)} (full log: {log_path})")
-        if time.time() > deadline:
-            raise UserError(f"the data producer sent no heartbeat within {timeout}s (log: {log_path})")
-        time.sleep(0.2)
-
-
-def last_line(path):
-    with open(path, encoding='utf-8', errors='replace') as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return lines[-1] if lines else '(no output)'
-
-
-def stop_producer(proc, timeout=10.0):
-    """SIGTERM (the provider shuts down cleanly), then SIGKILL if it does not go within `timeout`."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    print0(f"data: stopped producer pid {proc.pid}")
+def save_run_config(cfg, run_id, argv, world_size):
+    """out_dir/config_<run_id>.json: with the checkpoints, all it takes to repeat the run."""
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    path = os.path.join(cfg.out_dir, f'config_{run_id}.json')
+    atomic_json(dict(cfg, run_id=run_id, argv=argv, world_size=world_size), path)
+    print0(f"run {run_id}: config saved to {path}")
 
 
 # -----------------------------------------------------------------------------
 # data, model, optimizer
 
 
-def open_queue(cfg, ctx, queue_dir):
+def open_queue(cfg, compute, queue_dir):
     """The consumer, after checking that the queue's meta fits this config and training type."""
-    consumer = DatasetConsumer(queue_dir, cfg.batch_size, cfg.block_size, ctx['device'],
-                               rank=ctx['rank'] if ctx['ddp'] else None,
-                               world_size=ctx['world_size'] if ctx['ddp'] else None,
-                               wait_timeout=cfg.data_wait_timeout, verbose=ctx['master'])
+    consumer = DatasetConsumer(queue_dir, cfg.batch_size, cfg.block_size, compute.device,
+                               rank=compute.rank if compute.ddp else None,
+                               world_size=compute.world_size if compute.ddp else None,
+                               wait_timeout=cfg.data_wait_timeout, verbose=compute.master)
     try:
         validate_meta(consumer.meta, block_size=cfg.block_size, batch_size=cfg.batch_size, data_dir=queue_dir)
         check_queue_fits(consumer.meta, cfg.training_type)
@@ -273,29 +195,67 @@ def model_args_from(cfg, meta):
                 attention_type=cfg.attention_type, pos_encoding=cfg.pos_encoding)
 
 
-def check_resumable(checkpoint, model_args, cfg, meta, path):
-    """One clear line when the checkpoint cannot continue under this config and queue."""
+def micro_steps_per_rank(cfg, world_size):
+    """gradient_accumulation_steps counts micro-steps over all processes; each takes its share."""
+    if cfg.gradient_accumulation_steps % world_size != 0:
+        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be divisible by "
+                        f"the number of processes ({world_size})")
+    return cfg.gradient_accumulation_steps // world_size
+
+
+def load_resumable(cfg, compute, meta, model_args):
+    """out_dir/ckpt.pt, after one clear line if it cannot continue under this config and queue."""
+    path = os.path.join(cfg.out_dir, LATEST_NAME)
+    checkpoint = load_checkpoint(path, map_location=compute.device)
     problem = fit_problem(checkpoint, model_args=model_args, stoi=meta['stoi'],
                           kind=run_kind(cfg.training_type, cfg.remasking_loss_type))
     if problem:
         raise UserError(f"cannot resume {path}: {problem}; change the config to match or use another out_dir")
+    return checkpoint
 
 
-def build_model(cfg, ctx, meta):
-    """The GPT, from scratch or from out_dir/ckpt.pt; returns (model, checkpoint or None)."""
-    model_args = model_args_from(cfg, meta)
-    checkpoint = None
-    if cfg.init_from == 'resume':
-        path = os.path.join(cfg.out_dir, LATEST_NAME)
-        checkpoint = load_checkpoint(path, map_location=ctx['device'])
-        check_resumable(checkpoint, model_args, cfg, meta, path)
-    model = GPT(GPTConfig(**model_args))
+def build_model(cfg, compute, meta, state):
+    """(model, optimizer, scaler): new, or as ckpt.pt left them when init_from='resume' (then `state`
+    continues from there too)."""
+    checkpoint = load_resumable(cfg, compute, meta, state.model_args) if cfg.init_from == 'resume' else None
+    model = GPT(GPTConfig(**state.model_args))
     if checkpoint is not None:
         model.load_state_dict(strip_compile_prefix(checkpoint['model']))
-    model.to(ctx['device'])
+    model.to(compute.device)
     print0(f"model: {model.get_num_params() / 1e6:.2f}M parameters, {cfg.attention_type} attention, "
            f"vocab {meta['vocab_size']}")
-    return model, checkpoint
+    # a scaler only for float16, whose gradients would underflow; a no-op otherwise
+    scaler = torch.amp.GradScaler(compute.device_type, enabled=compute.dtype == 'float16')
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                           compute.device_type)
+    if checkpoint is not None:
+        resume_from(checkpoint, optimizer, scaler, state, cfg, compute)
+    return model, optimizer, scaler
+
+
+def resume_from(checkpoint, optimizer, scaler, state, cfg, compute):
+    """Continue where ckpt.pt stopped: optimizer and scaler state, iteration, best loss, random streams."""
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    scaler.load_state_dict(checkpoint['scaler'])
+    state.iter_num = state.resumed_at = checkpoint['iter_num']
+    state.best_val_loss = checkpoint['best_val_loss']
+    if compute.master:
+        restore_rng_state(checkpoint['rng_state'])
+    else:  # the checkpoint holds rank 0's state; the others continue on their own streams
+        seed_everything(cfg.seed + compute.rank + state.iter_num)
+    print0(f"resumed from {os.path.join(cfg.out_dir, LATEST_NAME)} at iter {state.iter_num} "
+           f"(run {state.run_id}, best val loss {state.best_val_loss:.4f}, optimizer state loaded)")
+
+
+def compile_and_wrap(model, cfg, compute):
+    """(model to train, model to evaluate): compiled if asked, the first one in DDP under torchrun."""
+    if cfg.compile:
+        print0("compiling the model... (takes a minute)")
+        model = torch.compile(model)
+    eval_model = model  # evaluation runs outside DDP: ranks evaluate different batches, with no collectives
+    if compute.ddp:
+        model = DDP(model, device_ids=[compute.local_rank] if compute.device_type == 'cuda' else None)
+    return model, eval_model
 
 
 def get_lr(it, cfg):
@@ -312,101 +272,54 @@ def get_lr(it, cfg):
 
 
 # -----------------------------------------------------------------------------
-# evaluation
+# evaluation and checkpoints
+
+
+def evaluate_and_log(model, consumer, cfg, compute, state, lr, log):
+    """Validation loss over the fixed validation set, overall and per stage, into `state` and the log;
+    returns whether it beat the best so far."""
+    batches = itertools.islice(consumer.val_batches(), cfg.eval_iters)
+    losses = validation_loss(model, batches, consumer.meta, cfg.training_type, cfg.remasking_loss_type,
+                             compute.autocast, compute.rank, compute.world_size)
+    improved = losses['val/loss'] < state.best_val_loss
+    state.best_val_loss = min(state.best_val_loss, losses['val/loss'])
+    log.evaluation(state.iter_num, lr, losses, state.best_val_loss)
+    return improved
 
 
 def evaluate(model, consumer, cfg, ctx):
-    """Loss over the fixed validation set (up to eval_iters batches) and per validation stage."""
+    """Only for evaluate.py, which still calls it with a ctx dict: delete this once evaluate.py calls
+    objectives.validation_loss itself (issue 9); train.py does not use it."""
     return validation_loss(model, itertools.islice(consumer.val_batches(), cfg.eval_iters), consumer.meta,
                            cfg.training_type, cfg.remasking_loss_type, ctx['autocast'], ctx['rank'],
                            ctx['world_size'])
 
 
-# -----------------------------------------------------------------------------
-# checkpoints
-
-
 def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
-    """ckpt_<kind>_<iter>.pt (weights, for sampling) and ckpt.pt (the same plus what resuming needs),
-    each written atomically; then the oldest versioned checkpoints beyond keep_last_checkpoints go."""
-    checkpoint = dict(model=raw_model.state_dict(), model_args=state['model_args'], iter_num=state['iter_num'],
-                      best_val_loss=state['best_val_loss'], config=dict(cfg), meta=meta,
+    """ckpt_<kind>_<iter>.pt and ckpt.pt (the same plus what resuming needs), then pruning: see
+    checkpoints.save_run_checkpoints."""
+    checkpoint = dict(model=raw_model.state_dict(), model_args=state.model_args, iter_num=state.iter_num,
+                      best_val_loss=state.best_val_loss, config=dict(cfg), meta=meta,
                       training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
-                      run_id=state['run_id'])
-    name = checkpoint_name(cfg.training_type, cfg.remasking_loss_type, state['iter_num'])
-    save_checkpoint(checkpoint, os.path.join(cfg.out_dir, name))
-    save_checkpoint(dict(checkpoint, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                         rng_state=rng_state()), os.path.join(cfg.out_dir, LATEST_NAME))
+                      run_id=state.run_id)
+    resume_state = dict(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng_state=rng_state())
+    name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints)
     print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
-    prune_checkpoints(cfg)
-
-
-def prune_checkpoints(cfg):
-    if cfg.keep_last_checkpoints <= 0:
-        return
-    found = versioned_checkpoints(cfg.out_dir, run_kind(cfg.training_type, cfg.remasking_loss_type))
-    for _, path in found[:-cfg.keep_last_checkpoints]:
-        os.remove(path)
-
-
-# -----------------------------------------------------------------------------
-# logging
-
-
-def init_wandb(cfg, run_id):
-    """A wandb run on the master (imported only when asked for); WANDB_MODE=offline works."""
-    import wandb
-    name = f"{cfg.wandb_run_name}_{cfg.training_type}"
-    if cfg.training_type == 'remasking':
-        name += f"_{cfg.remasking_loss_type}"
-    return wandb.init(project=cfg.wandb_project, name=name, config=dict(cfg, run_id=run_id),
-                      dir=cfg.out_dir, id=run_id, resume='allow')
-
-
-def format_seconds(seconds):
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-class StepTimer:
-    """ms/iter, tokens/s and data-wait share over the iterations since the last log line."""
-
-    def __init__(self, consumer):
-        self.consumer = consumer
-        self.reset()
-
-    def reset(self):
-        self.seconds, self.steps, self.loss_sum = 0.0, 0, 0.0
-        self.wait_start = self.consumer.wait_seconds
-
-    def add(self, dt, loss):
-        self.seconds += dt
-        self.steps += 1
-        self.loss_sum += loss
-
-    def report(self):
-        waited = self.consumer.wait_seconds - self.wait_start
-        dt = self.seconds / max(1, self.steps)
-        out = dict(loss=self.loss_sum / max(1, self.steps), dt=dt,
-                   wait=waited / self.seconds if self.seconds > 0 else 0.0)
-        self.reset()
-        return out
 
 
 # -----------------------------------------------------------------------------
 # training
 
 
-def train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps):
+def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
     """One optimizer step over `micro_steps` micro-batches; returns the mean loss (float)."""
-    total = torch.zeros((), device=ctx['device'])
+    total = torch.zeros((), device=compute.device)
     for micro_step in range(micro_steps):
-        if ctx['ddp']:
+        if compute.ddp:
             # all-reduce gradients only on the last micro-step; the others just accumulate locally
             model.require_backward_grad_sync = micro_step == micro_steps - 1
         batch = consumer.get_batch_dict('train')
-        with ctx['autocast']:
+        with compute.autocast:
             logits, _ = model(model_input(batch['x'], batch['y'], cfg.training_type))  # (B, T, V)
             loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type,
                                 cfg.remasking_loss_type, consumer.meta['wrong_token_id'])
@@ -422,144 +335,69 @@ def train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps):
     return total.item()  # one device sync per step, so the step time below is the real one
 
 
-def train(cfg, ctx, consumer, run_id):
-    """The training loop; returns its state (iter_num, best_val_loss, per-step timings)."""
-    meta = consumer.meta
-    world_size = ctx['world_size']
-    if cfg.gradient_accumulation_steps % world_size != 0:
-        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be divisible by "
-                        f"the number of processes ({world_size})")
-    micro_steps = cfg.gradient_accumulation_steps // world_size
-    tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
-    print0(f"tokens per iteration: {tokens_per_iter:,} ({cfg.gradient_accumulation_steps} micro-steps x "
-           f"{cfg.batch_size} x {cfg.block_size}, {world_size} process(es))")
-    model, checkpoint = build_model(cfg, ctx, meta)
-    raw_model = model  # weights are saved from here: no DDP 'module.' or compile '_orig_mod.' prefixes
-    scaler = torch.amp.GradScaler(ctx['device_type'], enabled=ctx['dtype'] == 'float16')
-    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
-                                               ctx['device_type'])
-    state = dict(model_args=model_args_from(cfg, meta), iter_num=0, best_val_loss=float('inf'), run_id=run_id,
-                 step_log=[], tokens_per_iter=tokens_per_iter, mfu=None)
-    resumed_at = None
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint['optimizer'])
-        scaler.load_state_dict(checkpoint['scaler'])
-        state.update(iter_num=checkpoint['iter_num'], best_val_loss=checkpoint['best_val_loss'])
-        if ctx['master']:
-            restore_rng_state(checkpoint['rng_state'])
-        else:  # the checkpoint holds rank 0's state; the others continue on their own streams
-            seed_everything(cfg.seed + ctx['rank'] + state['iter_num'])
-        resumed_at = state['iter_num']
-        print0(f"resumed from {os.path.join(cfg.out_dir, LATEST_NAME)} at iter {resumed_at} "
-               f"(run {run_id}, best val loss {state['best_val_loss']:.4f}, optimizer state loaded)")
-        checkpoint = None  # free the memory
-    if cfg.compile:
-        print0("compiling the model... (takes a minute)")
-        model = torch.compile(model)
-    eval_model = model  # evaluation runs outside DDP: ranks evaluate different batches, with no collectives
-    if ctx['ddp']:
-        model = DDP(model, device_ids=[ctx['local_rank']] if ctx['device_type'] == 'cuda' else None)
-
-    wandb_run = init_wandb(cfg, run_id) if cfg.wandb_log and ctx['master'] else None
-
-    timer = StepTimer(consumer)
-    mean_dt = None  # smoothed seconds per iteration, for the ETA
+def train(cfg, compute, consumer, run_id):
+    """The training loop, up to max_iters, evaluating and saving on the way; returns the RunState."""
+    micro_steps = micro_steps_per_rank(cfg, compute.world_size)
+    state = RunState(run_id, model_args_from(cfg, consumer.meta),
+                     tokens_per_iter=cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size)
+    print0(f"tokens per iteration: {state.tokens_per_iter:,} ({cfg.gradient_accumulation_steps} micro-steps x "
+           f"{cfg.batch_size} x {cfg.block_size}, {compute.world_size} process(es))")
+    # weights are saved from raw_model: no DDP 'module.' or compile '_orig_mod.' prefixes
+    raw_model, optimizer, scaler = build_model(cfg, compute, consumer.meta, state)
+    model, eval_model = compile_and_wrap(raw_model, cfg, compute)
+    log = TrainingLog(cfg, consumer, state.tokens_per_iter,
+                      mfu_model=raw_model if compute.device_type == 'cuda' else None,  # MFU against a GPU's peak
+                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None)
     while True:
-        iter_num = state['iter_num']
-        last_step = iter_num >= cfg.max_iters
-        lr = get_lr(iter_num, cfg)
+        # nanochat's loop: one pass past max_iters, so the final evaluation and save always happen
+        last_step = state.iter_num >= cfg.max_iters
+        lr = get_lr(state.iter_num, cfg)
         for group in optimizer.param_groups:
             group['lr'] = lr
-
-        if last_step or cfg.eval_only or (iter_num % cfg.eval_interval == 0 and iter_num != resumed_at):
-            losses = evaluate(eval_model, consumer, cfg, ctx)
-            improved = losses['val/loss'] < state['best_val_loss']
-            state['best_val_loss'] = min(state['best_val_loss'], losses['val/loss'])
-            stage_text = ''.join(f", {k[4:]} {v:.4f}" for k, v in losses.items() if k != 'val/loss')
-            print0(f"eval iter {iter_num}: val loss {losses['val/loss']:.4f}{stage_text} "
-                   f"(best {state['best_val_loss']:.4f})")
-            if wandb_run is not None:
-                wandb_run.log({'iter': iter_num, 'lr': lr, **losses}, step=iter_num)
+        # a resumed run does not evaluate again the iteration its checkpoint was saved at
+        due = state.iter_num % cfg.eval_interval == 0 and state.iter_num != state.resumed_at
+        if last_step or cfg.eval_only or due:
+            improved = evaluate_and_log(eval_model, consumer, cfg, compute, state, lr, log)
             if cfg.eval_only:
                 break
-            if ctx['master'] and (last_step or (iter_num > 0 and (improved or cfg.always_save_checkpoint))):
-                save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta)
+            if compute.master and (last_step or (state.iter_num > 0 and (improved or cfg.always_save_checkpoint))):
+                save_checkpoints(raw_model, optimizer, scaler, state, cfg, consumer.meta)
         if last_step:
             break
-
-        t0, waited0 = time.time(), consumer.wait_seconds
-        loss = train_step(model, optimizer, scaler, consumer, cfg, ctx, micro_steps)
-        dt = time.time() - t0
-        timer.add(dt, loss)
-        state['step_log'].append((dt, consumer.wait_seconds - waited0))  # for bench/bench_train.py
-        mean_dt = dt if mean_dt is None else 0.9 * mean_dt + 0.1 * dt
-        state['iter_num'] = iter_num = iter_num + 1
-        if iter_num % cfg.log_interval == 0 and ctx['master']:
-            state['mfu'] = log_step(iter_num, lr, timer.report(), mean_dt, tokens_per_iter, raw_model, cfg, ctx,
-                                    wandb_run)
-
-    if wandb_run is not None:
-        wandb_run.finish()
+        t0 = time.time()
+        loss = train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps)
+        log.add_step(time.time() - t0, loss)
+        state.iter_num += 1
+        if state.iter_num % cfg.log_interval == 0 and compute.master:
+            log.iteration(state.iter_num, lr)
+    log.finish()
     return state
-
-
-def log_step(iter_num, lr, stats, mean_dt, tokens_per_iter, raw_model, cfg, ctx, wandb_run):
-    tokens_per_sec = tokens_per_iter / stats['dt']
-    mfu_text, mfu = '', None
-    if ctx['device_type'] == 'cuda':
-        mfu = raw_model.estimate_mfu(cfg.batch_size * cfg.gradient_accumulation_steps, stats['dt'])
-        mfu_text = f" | mfu {mfu * 100:.1f}%"
-    eta = format_seconds((cfg.max_iters - iter_num) * mean_dt)
-    print0(f"iter {iter_num}/{cfg.max_iters} | loss {stats['loss']:.4f} | lr {lr:.2e} | "
-           f"{stats['dt'] * 1000:.1f} ms/iter | {tokens_per_sec:,.0f} tok/s{mfu_text} | "
-           f"data wait {stats['wait'] * 100:.1f}% | eta {eta}")
-    if wandb_run is not None:
-        record = {'train/loss': stats['loss'], 'lr': lr, 'ms_per_iter': stats['dt'] * 1000,
-                  'tokens_per_sec': tokens_per_sec, 'data_wait': stats['wait']}
-        if mfu is not None:
-            record['mfu'] = mfu
-        wandb_run.log(record, step=iter_num)
-    return mfu
-
-
-def run_id_for(cfg, ctx):
-    """A new id per run; a resumed run keeps the id of the run it continues. Rank 0's, on every rank."""
-    run_id = uuid.uuid4().hex[:12]
-    if cfg.init_from == 'resume':  # a missing ckpt.pt is reported here, before any waiting for data
-        run_id = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME)).get('run_id') or run_id
-    if ctx['ddp']:
-        shared = [run_id]
-        dist.broadcast_object_list(shared, src=0)
-        run_id = shared[0]
-    return run_id
 
 
 def main(argv):
     cfg, provider_keys = resolve_config(argv)
-    ctx = compute_init(cfg)
+    compute = compute_init(cfg.device, cfg.dtype, cfg.seed, cfg.backend)
     # SIGTERM (kill, a cluster's preemption) unwinds like Ctrl-C, so the finally below stops the producer
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     queue_dir = dataset_dir(cfg.dataset, cfg.data_dir)
     producer = consumer = None
     try:
-        run_id = run_id_for(cfg, ctx)
-        if ctx['master']:
-            os.makedirs(cfg.out_dir, exist_ok=True)
-            atomic_json(dict(cfg, run_id=run_id, argv=argv, world_size=ctx['world_size']),
-                        os.path.join(cfg.out_dir, f'config_{run_id}.json'))
-            print0(f"run {run_id}: config saved to {os.path.join(cfg.out_dir, f'config_{run_id}.json')}")
-            producer = start_producer_if_needed(cfg, provider_keys, queue_dir,
-                                                os.path.join(cfg.out_dir, f'producer_{run_id}.log'))
-        consumer = open_queue(cfg, ctx, queue_dir)
-        state = train(cfg, ctx, consumer, run_id)
-        print0(f"done: iter {state['iter_num']}, best val loss {state['best_val_loss']:.4f}")
+        run_id = run_id_for(cfg, compute)
+        if compute.master:
+            save_run_config(cfg, run_id, argv, compute.world_size)
+            producer = start_producer_if_needed(queue_dir, {key: cfg[key] for key in provider_keys},
+                                                os.path.join(cfg.out_dir, f'producer_{run_id}.log'),
+                                                start=cfg.start_producer, timeout=cfg.data_wait_timeout)
+        consumer = open_queue(cfg, compute, queue_dir)
+        state = train(cfg, compute, consumer, run_id)
+        print0(f"done: iter {state.iter_num}, best val loss {state.best_val_loss:.4f}")
         return state
     finally:
         if consumer is not None:
             consumer.close()  # the partly used file goes, prefetched ones return to the queue
-            print(f"data: rank {ctx['rank']} consumed {consumer.files_consumed} train files", flush=True)
+            print(f"data: rank {compute.rank} consumed {consumer.files_consumed} train files", flush=True)
         stop_producer(producer)
-        compute_cleanup(ctx)
+        compute_cleanup(compute)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     optimizer = torch.optim.AdamW(model.parameters())
     scaler = torch.amp.GradScaler('cpu', enabled=False)
     cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2)
-    state = dict(model_args=model_args, iter_num=2, best_val_loss=1.0, run_id='abc')
+    state = train.RunState(run_id='abc', model_args=model_args, tokens_per_iter=16, iter_num=2, best_val_loss=1.0)
     train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
     assert set(before) == {'ckpt_unmasking_2.pt', 'ckpt.pt'}
@@ -135,21 +135,47 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
         raise KeyboardInterrupt  # ... then the run is interrupted mid-write
 
     monkeypatch.setattr(torch, 'save', save_then_fail)
-    state['iter_num'] = 4
+    state.iter_num = 4
     with pytest.raises(KeyboardInterrupt):
         train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
 
 
 def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
+    from checkpoints import prune_checkpoints
+    for name in ('ckpt_unmasking_1.pt', 'ckpt_unmasking_2.pt', 'ckpt_unmasking_3.pt',
+                 'ckpt_remasking_all_positions_1.pt', 'ckpt.pt'):
+        (tmp_path / name).write_bytes(b'x')
+    prune_checkpoints(str(tmp_path), 'unmasking', keep_last=2)
+    assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'ckpt_remasking_all_positions_1.pt', 'ckpt_unmasking_2.pt',
+                                            'ckpt_unmasking_3.pt']
+
+
+def test_iteration_line_reads_back_as_written(capsys):
+    """bench/bench_train.py measures a run from its iteration lines: what TrainingLog prints, parse_iteration_line reads."""
     import train
     from configurator import Config
-    for name in ('ckpt_unmasking_1.pt', 'ckpt_unmasking_2.pt', 'ckpt_unmasking_3.pt',
-                 'ckpt_remasking_all_positions_1.pt'):
-        (tmp_path / name).write_bytes(b'x')
-    train.prune_checkpoints(Config(train.DEFAULTS, out_dir=str(tmp_path), keep_last_checkpoints=2))
-    assert sorted(os.listdir(tmp_path)) == ['ckpt_remasking_all_positions_1.pt', 'ckpt_unmasking_2.pt',
-                                            'ckpt_unmasking_3.pt']
+    from training_log import TrainingLog, parse_iteration_line
+
+    class Consumer:
+        wait_seconds = 0.0
+
+    class Model:
+        def estimate_mfu(self, sequences_per_iter, dt):
+            return 0.125
+
+    cfg = Config(train.DEFAULTS, max_iters=100)
+    for mfu_model, mfu in ((None, None), (Model(), 0.125)):
+        consumer = Consumer()
+        log = TrainingLog(cfg, consumer, tokens_per_iter=1000, mfu_model=mfu_model)
+        log.add_step(0.25, 2.0)
+        consumer.wait_seconds = 0.01  # 2% of the two steps' 0.5 s
+        log.add_step(0.25, 3.0)
+        log.iteration(12, 1e-3)
+        line = capsys.readouterr().out.strip()
+        assert line.startswith('iter 12/100 | loss 2.5000 | lr 1.00e-03 | 250.0 ms/iter | 4,000 tok/s'), line
+        assert parse_iteration_line(line) == dict(iter=12, seconds=0.25, tokens_per_sec=4000, data_wait=0.02, mfu=mfu)
+    assert parse_iteration_line('eval iter 12: val loss 2.5') is None
 
 
 def test_ddp_two_processes_read_different_files(tiny_corpus, queued, tmp_path):
