@@ -287,14 +287,6 @@ def evaluate_and_log(model, consumer, cfg, compute, state, lr, log):
     return improved
 
 
-def evaluate(model, consumer, cfg, ctx):
-    """Only for evaluate.py, which still calls it with a ctx dict: delete this once evaluate.py calls
-    objectives.validation_loss itself (issue 9); train.py does not use it."""
-    return validation_loss(model, itertools.islice(consumer.val_batches(), cfg.eval_iters), consumer.meta,
-                           cfg.training_type, cfg.remasking_loss_type, ctx['autocast'], ctx['rank'],
-                           ctx['world_size'])
-
-
 def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
     """ckpt_<kind>_<iter>.pt and ckpt.pt (the same plus what resuming needs), then pruning: see
     checkpoints.save_run_checkpoints."""
