@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from checkpoints import model_from_checkpoint
 from common import UserError
-from model import GPT, GPTConfig, apply_rotary, rotary_tables
+from model import GPT, GPTConfig, Rotary, apply_rotary, rotary_tables
 
 
 def tiny_config(**overrides):
@@ -79,10 +79,12 @@ def test_sdpa_matches_manual_attention(attention_type, pos_encoding):
     model = tiny_model(attention_type=attention_type, pos_encoding=pos_encoding)
     attn = model.blocks[0].attn
     x = torch.randn(2, 12, 16)
-    rotary = (model.rotary_cos, model.rotary_sin) if pos_encoding == 'rotary' else None
+    hs = model.config.n_embd // model.config.n_head
+    rotary = rotary_tables(model.config.block_size, hs) if pos_encoding == 'rotary' else None  # the plain tables
     with torch.no_grad():
         expected = manual_attention(attn, x, attention_type == 'causal', rotary)
-        assert torch.allclose(attn(x, rotary), expected, atol=1e-6)
+        fast = (model.rotary_cos, model.rotary_sin) if pos_encoding == 'rotary' else None
+        assert torch.allclose(attn(x, fast), expected, atol=1e-6)
 
 
 def test_rotary_scores_depend_only_on_relative_position():
@@ -94,6 +96,22 @@ def test_rotary_scores_depend_only_on_relative_position():
 
     assert torch.allclose(score(2, 5), score(6, 9), atol=1e-5)
     assert not torch.allclose(score(2, 5), score(2, 6), atol=1e-3)
+
+
+def test_fast_rotary_matches_the_plain_formula_in_values_and_gradients():
+    B, nh, T, hs = 2, 3, 7, 8
+    cos, sin = rotary_tables(T, hs)  # (T, hs/2)
+    cos_full, sin_signed = torch.cat((cos, cos), -1).double(), torch.cat((-sin, sin), -1).double()
+    x = torch.randn(B, nh, T, hs, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(B, nh, T, hs, dtype=torch.float64)
+    fast = Rotary.apply(x, cos_full, sin_signed)
+    (fast_grad,) = torch.autograd.grad(fast, x, grad)
+    plain = apply_rotary(x, cos.double(), sin.double())
+    (plain_grad,) = torch.autograd.grad(plain, x, grad)
+    assert torch.allclose(fast, plain) and torch.allclose(fast_grad, plain_grad)
+    assert torch.autograd.gradcheck(lambda t: Rotary.apply(t, cos_full, sin_signed), (x[:1, :1],))
+    assert Rotary.apply(x.float().detach(), cos_full.float(), sin_signed.float()).dtype == torch.float32
+    assert Rotary.apply(x.bfloat16().detach(), cos_full.float(), sin_signed.float()).dtype == torch.bfloat16
 
 
 def test_lm_head_is_tied_to_token_embedding():
