@@ -222,7 +222,8 @@ class DataProviderBase:
         return meta
 
     def prepare_queue(self):
-        """Refuse or clear a queue made with other settings; write meta.pkl when it is missing."""
+        """Refuse or clear a queue made with other settings; write meta.pkl when it is missing or describes
+        the same data in an older form."""
         meta = self.build_meta()
         old = queue_io.read_meta(self.data_dir)
         if old is not None and old.get('fingerprint') != meta['fingerprint']:
@@ -236,6 +237,10 @@ class DataProviderBase:
             os.makedirs(folder, exist_ok=True)
             queue_io.remove_stale_temp_files(folder)
         if old is None:
+            queue_io.write_meta(self.data_dir, meta)
+        elif old != meta:  # the same data (same fingerprint), described by an older version of this code
+            self.log(f"meta.pkl described this queue in an older form ({describe_changes(old, meta)}); "
+                     f"rewritten, the batch files are unchanged")
             queue_io.write_meta(self.data_dir, meta)
         self.meta = meta
 
