@@ -12,8 +12,10 @@ style) and collects them with `defaults_from(globals())`. Its `main(argv)` then 
 
 and returns a `Config` (a dict whose keys also read as attributes). One config file serves
 prepare.py, train.py, sample.py and evaluate.py alike, so a key set in a file is only an error when
-*no* program reads it, and then just a warning. On the command line an unknown key or a value of
-the wrong type is an error (`ConfigError`) that names the key and the closest known one.
+*no* program reads it, and then just a warning (a config file's own helper variables, named
+_like_this or bound only as loop variables, are not keys and draw none). On the command line an
+unknown key or a value of the wrong type is an error (`ConfigError`) that names the key and the
+closest known one.
 
 The caller says which keys exist: its own defaults, the keys it passes on (`extra_defaults`:
 train.py hands the provider's keys to the producer it starts) and the keys other programs read

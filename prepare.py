@@ -7,7 +7,8 @@ The config's `dataset` picks the provider (data/<dataset>/prepare_streaming.py);
 (see docs/data.md) are the only ones this script reads. With num_workers=N it runs N provider
 processes on the same queue, each with its own worker id, file names and seed stream. Starting
 this script several times by hand does the same. train.py starts it by itself when no producer
-is running, and stops it with SIGTERM.
+is running, and stops it with SIGTERM (exit 0); Ctrl-C stops every worker the same way, and the
+exit code is then 130.
 """
 
 import signal
