@@ -12,8 +12,10 @@ style) and collects them with `defaults_from(globals())`. Its `main(argv)` then 
 
 and returns a `Config` (a dict whose keys also read as attributes). One config file serves
 prepare.py, train.py, sample.py and evaluate.py alike, so a key set in a file is only an error when
-*no* program reads it, and then just a warning. On the command line an unknown key or a value of
-the wrong type is an error (`ConfigError`) that names the key and the closest known one.
+*no* program reads it, and then just a warning (a config file's own helper variables, named
+_like_this or bound only as loop variables, are not keys and draw none). On the command line an
+unknown key or a value of the wrong type is an error (`ConfigError`) that names the key and the
+closest known one.
 
 The caller says which keys exist: its own defaults, the keys it passes on (`extra_defaults`:
 train.py hands the provider's keys to the producer it starts) and the keys other programs read
@@ -124,8 +126,31 @@ def compile_config_file(path):
         raise ConfigError(f"config file {path} line {e.lineno}: {e.msg}" + (f": {text}" if text else '')) from None
 
 
+def loop_variables(path):
+    """Names a config file binds only as loop variables (`for attr_name in ...:`): the file's own
+    helpers, never settings, since a setting is written `key = value`."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read(), path)  # compile_config_file has reported any syntax error
+    looped, assigned = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            looped.update(names_bound_by(node.target))
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                assigned.update(names_bound_by(target))
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
+            assigned.update(names_bound_by(node.target))
+    return looped - assigned
+
+
+def names_bound_by(target):
+    # Store context only: in `globals()[attr_name] = ...` the name is read, not bound
+    return {node.id for node in ast.walk(target) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+
+
 def exec_config_file(path, namespace):
-    """Execute a config file on top of `namespace`; return the keys it set."""
+    """Execute a config file on top of `namespace`; return the keys it set (its loop variables and
+    _private names are not keys)."""
     code = compile_config_file(path)
     # earlier values are visible to the file, except those named like builtins: a `compile = False`
     # key must not break a config file that calls compile()
@@ -135,8 +160,9 @@ def exec_config_file(path, namespace):
         exec(code, scope)
     except Exception as e:  # a broken config file is the user's to fix: say where
         raise ConfigError(f"config file {path} failed: {type(e).__name__}: {e}") from None
+    helpers = loop_variables(path)
     return {k: v for k, v in scope.items()
-            if is_config_key(k, v) and (k not in namespace or namespace[k] is not v)}
+            if is_config_key(k, v) and k not in helpers and (k not in namespace or namespace[k] is not v)}
 
 
 def composition_path(name, dataset=None):
@@ -185,8 +211,8 @@ def resolve_keys(keys, values):
 def warn_unread_keys(file_keys, known):
     for key, path in file_keys.items():
         if key not in known:
-            print(f"warning: {path} sets '{key}', which no script reads{closest_key(key, known)}",
-                  file=sys.stderr)
+            print(f"warning: {path} sets '{key}', which no script reads{closest_key(key, known)}; "
+                  f"name a helper variable _like_this to silence this", file=sys.stderr)
 
 
 def load_config(defaults, argv, extra_defaults=None, other_keys=None, warn_unread=True):

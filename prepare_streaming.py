@@ -18,6 +18,7 @@ helpers it composes, data/positions.py and data/corruption.py, plus its own) and
 `summary_line(stats)`. See docs/data.md.
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -38,6 +39,7 @@ from data.corpus import DEFAULT_CORPUS, build_vocab, encode, read_corpus, split_
 SPLIT_CODES = {'train': 0, 'val': 1}  # part of every file's seed: train and val streams never overlap
 HEARTBEAT_EVERY = 2.0  # seconds; well under queue_io.HEARTBEAT_MAX_AGE
 STOP_POLL = 0.1  # seconds between checks of the stop flag while sleeping
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def file_seed(seed, split, worker_id, seq):
@@ -121,6 +123,7 @@ class DataProviderBase:
         self.val_dir = queue_io.split_dir(self.data_dir, 'val')
         self.worker_id = None
         self.stop_requested = False
+        self.interrupted = False        # a Ctrl-C (SIGINT) asked to stop: prepare.py then exits with 130
         self.last_beat = float('-inf')  # monotonic time of the last heartbeat: never yet
         self.old_num_threads = None     # torch's thread count before start(), restored by close()
         self.old_handlers = {}          # signal handlers replaced by start(), restored by close()
@@ -222,7 +225,8 @@ class DataProviderBase:
         return meta
 
     def prepare_queue(self):
-        """Refuse or clear a queue made with other settings; write meta.pkl when it is missing."""
+        """Refuse or clear a queue made with other settings; write meta.pkl when it is missing or describes
+        the same data in an older form."""
         meta = self.build_meta()
         old = queue_io.read_meta(self.data_dir)
         if old is not None and old.get('fingerprint') != meta['fingerprint']:
@@ -236,6 +240,10 @@ class DataProviderBase:
             os.makedirs(folder, exist_ok=True)
             queue_io.remove_stale_temp_files(folder)
         if old is None:
+            queue_io.write_meta(self.data_dir, meta)
+        elif old != meta:  # the same data (same fingerprint), described by an older version of this code
+            self.log(f"meta.pkl described this queue in an older form ({describe_changes(old, meta)}); "
+                     f"rewritten, the batch files are unchanged")
             queue_io.write_meta(self.data_dir, meta)
         self.meta = meta
 
@@ -421,17 +429,21 @@ class DataProviderBase:
         return self.stop_requested or orphaned
 
     def request_stop(self, signum=None, frame=None):
-        # a second Ctrl-C stops at once (atomic writes remove their temp file); repeated SIGTERMs
-        # (prepare.py forwards its own to its workers) only ask again
-        if self.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        # a second Ctrl-C stops at once (atomic writes remove their temp file); SIGTERMs (prepare.py
+        # forwards its own to its workers, which a terminal's Ctrl-C reaches too) only ask again
+        if signum == signal.SIGINT:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
         self.stop_requested = True
 
     def install_signal_handlers(self):
         # the first SIGTERM / Ctrl-C finishes the current file, then the loops return
         self.old_handlers = {}
         if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
-            self.old_handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+            self.old_handlers = {sig: signal.signal(sig, self.request_stop) for sig in STOP_SIGNALS}
+            if hasattr(signal, 'pthread_sigmask'):  # a worker starts with them held (stop_signals_held)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def restore_signal_handlers(self):
         for sig, handler in self.old_handlers.items():
@@ -444,6 +456,25 @@ class DataProviderBase:
 
     def log(self, message):
         print(f"{self.log_prefix()} {message}", flush=True)
+
+
+@contextlib.contextmanager
+def stop_signals_held():
+    """Hold SIGTERM and SIGINT back (pending, not lost) while worker processes are started.
+
+    A child inherits the held mask and lets the signals in only once its provider's handlers are in
+    place (install_signal_handlers): a Ctrl-C that reaches it while it is still importing then asks
+    it to stop, instead of ending it in a KeyboardInterrupt traceback. (The stdlib starts its
+    resource tracker the same way.)
+    """
+    if not hasattr(signal, 'pthread_sigmask'):  # no signal masks on Windows
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def describe_changes(old, new):

@@ -70,6 +70,7 @@ dropout = 0.2
 bias = False
 attention_type = 'bidirectional'  # 'bidirectional' for diffusion, 'causal' for autoregressive
 pos_encoding = 'learned'    # 'learned' | 'rotary'
+position_encoding = None    # the original project's name for pos_encoding: read as pos_encoding, with a note
 # objective
 training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'autoregressive'
 remasking_loss_type = 'all_positions'  # 'corrupted_only' (Approach A) | 'all_positions' (Approach B)
@@ -114,8 +115,32 @@ def resolve_config(argv):
         return defaults
 
     cfg = load_config(DEFAULTS, argv, extra_defaults=passed_on)
+    read_original_names(cfg)
     check_config(cfg)
     return cfg, provider_keys
+
+
+# configs written for the project the specification comes from spell two things differently
+TRAINING_TYPE_SYNONYMS = {'MLM': 'unmasking'}  # its masked-language-model training is unmasking here
+
+
+def read_original_names(cfg):
+    """training_type='MLM' and position_encoding=... as this project's names, with one note each
+    (so such a config trains what it asks for); position_encoding leaves the config."""
+    if cfg.training_type in TRAINING_TYPE_SYNONYMS:
+        ours = TRAINING_TYPE_SYNONYMS[cfg.training_type]
+        print0(f"note: training_type={cfg.training_type!r} (masked-language-model training in the original "
+               f"project) trains as training_type={ours!r}")
+        cfg['training_type'] = ours
+    old_name_value = cfg.pop('position_encoding')
+    if old_name_value is None:
+        return
+    if cfg.pos_encoding not in (DEFAULTS['pos_encoding'], old_name_value):
+        raise UserError(f"position_encoding={old_name_value!r} (the original project's name) and "
+                        f"pos_encoding={cfg.pos_encoding!r} disagree; keep pos_encoding only")
+    print0(f"note: position_encoding is the original project's name for pos_encoding: training with "
+           f"pos_encoding={old_name_value!r}")
+    cfg['pos_encoding'] = old_name_value
 
 
 def check_config(cfg):

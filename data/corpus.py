@@ -43,11 +43,33 @@ def read_corpus(input_file=None, url=SHAKESPEARE_URL):
             raise UserError(f"input_file {input_file} does not exist")
         print(f"downloading Tiny Shakespeare to {path} ...")
         download(url, path)
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    if len(text) < 2:
-        raise UserError(f"corpus {path} is empty")
+    text = decode_utf8(path)
+    check_corpus(text, path)
     return text
+
+
+def decode_utf8(path):
+    """The text of `path` with universal newlines, as a text-mode read gives it; a file that is not
+    UTF-8 is a UserError naming the first byte that is not (decoded whole, so the offset is the file's)."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise UserError(f"corpus {path} is not UTF-8 text: byte {e.start} (0x{raw[e.start]:02x}) cannot be decoded; "
+                        f"re-encode the file to UTF-8 (e.g. iconv -f <its encoding> -t utf-8 {path} > new.txt) "
+                        f"and set input_file to the new file") from None
+    return text.replace('\r\n', '\n').replace('\r', '\n')
+
+
+def check_corpus(text, path):
+    """A corpus needs text to split into train and val windows, and two different characters to learn."""
+    if not text:
+        raise UserError(f"corpus {path} is empty")
+    if len(set(text)) == 1:
+        held = 'a single character' if len(text) == 1 else f"{len(text)} characters, all of them"
+        raise UserError(f"corpus {path} holds {held} {text[0]!r}: a model has nothing to learn from one distinct "
+                        f"character; use a text with at least two different characters")
 
 
 def build_vocab(text):

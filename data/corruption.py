@@ -171,8 +171,9 @@ class RandomBranch:
         if not isinstance(multiplier, (int, float)) or multiplier < 0:
             raise UserError(f"{multiplier_key} must be >= 0, got {multiplier!r}")
         self.multiplier = multiplier
-        self.allowed_ids = allowed_ids(cfg[extra_ids_key], n_chars, extra_ids_key)
-        self.extra_ids = tuple(cfg[extra_ids_key])
+        extra_ids = () if cfg[extra_ids_key] is None else cfg[extra_ids_key]  # None: the original project's "none"
+        self.allowed_ids = allowed_ids(extra_ids, n_chars, extra_ids_key)
+        self.extra_ids = tuple(extra_ids)
 
     def fill(self, x, clean, routed, generator):
         """Random characters into x (in place) at the `routed` (N, T) positions."""

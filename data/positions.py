@@ -75,10 +75,11 @@ class PositionPicker:
         return FINGERPRINT_EXCLUDE + (('mask_probability',) if self.staged else STAGE_LIST_KEYS)
 
     def mode_meta(self):
-        """The start of meta['corruption']: how positions are picked."""
+        """The start of meta['corruption']: how positions are picked (what fills them is the provider's
+        to say: char_diffusion's BERT split, a mixture's branches)."""
         if self.staged:
             return dict(mode='stages')
-        return dict(mode='bert', mask_probability=self.mask_probability, bert_shares=masking.BERT_SHARES)
+        return dict(mode='mask_probability', mask_probability=self.mask_probability)
 
     def stage_meta(self):
         """meta.pkl's stage lists in use (validation resolved), or None without stages."""

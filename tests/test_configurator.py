@@ -105,9 +105,30 @@ def test_unread_config_file_key_is_a_warning(tmp_path, capsys):
     cfg = load_config(DEFAULTS, [config])
     assert cfg.learning_rat == 0.1  # kept: another script may read it
     lines = capsys.readouterr().err.splitlines()
+    hint = "; name a helper variable _like_this to silence this"
     assert lines == [f"warning: {config} sets 'learning_rat', which no script reads "
-                     f"(did you mean 'learning_rate'?)",
-                     f"warning: {config} sets 'new_knob', which no script reads"]
+                     f"(did you mean 'learning_rate'?){hint}",
+                     f"warning: {config} sets 'new_knob', which no script reads{hint}"]
+
+
+def test_helper_variables_of_a_config_file_are_not_keys(tmp_path, capsys):
+    # a private _name, and a loop variable (bound only by `for`), build other values: no warning, no key;
+    # a plain assignment of an unknown name may be a typo, so it is still reported, with the convention
+    config = write(tmp_path / 'x.py', "_base = 4\n"
+                                      "batch_size = 2 * _base\n"
+                                      "for attr_name in ['lr']:\n"
+                                      "    stages = [attr_name]\n"
+                                      "for i, j in [(1, 2)]:\n"
+                                      "    pass\n"
+                                      "config_path = 'x'\n"
+                                      "for config_path in ['y']:\n"
+                                      "    pass\n")
+    cfg = load_config(DEFAULTS, [config])
+    assert cfg.batch_size == 8 and cfg.stages == ['lr']
+    assert not {'_base', 'attr_name', 'i', 'j'} & set(cfg) and cfg.config_path == 'y'
+    err = capsys.readouterr().err
+    assert err == (f"warning: {config} sets 'config_path', which no script reads; "
+                   f"name a helper variable _like_this to silence this\n")
 
 
 def test_config_file_key_is_overridable_on_the_command_line(tmp_path):

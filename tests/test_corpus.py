@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from common import UserError
+from conftest import run_script
 from data import corpus
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
@@ -69,3 +70,40 @@ def test_vocab_and_encoding_round_trip():
     ids = corpus.encode(TEXT, vocab['stoi'])
     assert ids.dtype == np.int64 and corpus.decode(ids, vocab['itos']) == TEXT
     assert vocab['mask_token_id'] == len(vocab['chars']) and vocab['vocab_size'] == len(vocab['chars']) + 2
+
+
+def test_a_corpus_that_is_not_utf8_is_one_line_with_the_byte_offset(tmp_path):
+    path = tmp_path / 'latin1.txt'
+    path.write_bytes('Zürich\n'.encode('utf-8') * 100 + 'Zürich\n'.encode('latin-1'))
+    with pytest.raises(UserError) as excinfo:
+        corpus.read_corpus(str(path))
+    message = str(excinfo.value)
+    assert str(path) in message and 'byte 801 (0xfc)' in message and 're-encode' in message and 'UTF-8' in message
+    assert '\n' not in message
+
+
+def test_random_bytes_as_corpus_is_a_user_error_through_the_cli(tmp_path):
+    path = tmp_path / 'random.bin'
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    code, out = run_script(['prepare.py', f'--input_file={path}', f'--data_dir={tmp_path / "q"}', '--max_files=1'],
+                           timeout=60)
+    assert code == 2 and out.startswith('error: corpus ') and 'not UTF-8' in out, out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_universal_newlines_as_a_text_mode_read(tmp_path):
+    path = tmp_path / 'crlf.txt'
+    path.write_bytes(b'ab\r\ncd\ref\n\r\r\n')
+    assert corpus.read_corpus(str(path)) == 'ab\ncd\nef\n\n\n'
+
+
+@pytest.mark.parametrize('content, expected', [
+    ('', 'is empty'),
+    ('a', "holds a single character 'a'"),
+    ('aaaa', "holds 4 characters, all of them 'a'"),
+], ids=['empty', 'one character', 'one distinct character'])
+def test_degenerate_corpora_say_what_is_wrong(tmp_path, content, expected):
+    path = tmp_path / 'input.txt'
+    path.write_text(content, encoding='utf-8')
+    with pytest.raises(UserError, match=expected):
+        corpus.read_corpus(str(path))

@@ -278,7 +278,7 @@ def test_picker_without_stages_is_a_bernoulli_mask():
     selected, stage_ids = picker.pick('train', 12, gen(1))
     assert stage_ids is None and torch.equal(selected, mu.bernoulli_mask(12, 32, 0.3, gen(1)))
     assert picker.schema() == {} and picker.stage_meta() == {'unmasking_stages': None, 'validation_stages': None}
-    assert picker.mode_meta() == {'mode': 'bert', 'mask_probability': 0.3, 'bert_shares': mu.BERT_SHARES}
+    assert picker.mode_meta() == {'mode': 'mask_probability', 'mask_probability': 0.3}  # what fills them is not its to say
     assert set(picker.fingerprint_exclude()) == {'composition_config', 'unmasking_stages', 'validation_stages'}
     assert set(picker.file_tensors(selected, selected, stage_ids)) == {'x', 'y'}
 

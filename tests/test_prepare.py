@@ -149,3 +149,43 @@ def test_changed_settings_are_refused_on_the_command_line(tiny_corpus, tmp_path)
     code, out = run_script(prepare_args(tiny_corpus, data_dir, '--max_files=1'), timeout=60)
     assert code == 2 and out.startswith('error: ') and 'clear_queue=True' in out, out
     assert len(out.strip().splitlines()) == 1
+
+
+def process_group_is_gone(pgid):
+    try:
+        os.killpg(pgid, 0)  # succeeds while any process of the group exists, zombies included
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def interrupt_like_a_terminal(proc):
+    """Ctrl-C in a terminal: SIGINT to every process of the foreground group. Returns the output."""
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+def test_ctrl_c_right_after_start_stops_every_worker_quietly(tiny_corpus, tmp_path):
+    data_dir = tmp_path / 'q'
+    proc = start_producer(prepare_args(tiny_corpus, data_dir, '--num_workers=2', '--max_files=0'))
+    try:
+        first_line = proc.stdout.readline()  # worker 0 is up and starts worker 1, which is still importing
+        assert 'writing to' in first_line, first_line
+        out = first_line + interrupt_like_a_terminal(proc)
+        assert proc.returncode == 130, out
+        assert 'Traceback' not in out and 'KeyboardInterrupt' not in out, out
+        assert process_group_is_gone(proc.pid)  # every worker waited for: nothing outlives prepare.py
+    finally:
+        stop_process_group(proc)
+    assert [name for name in os.listdir(queue_io.workers_dir(data_dir)) if name.startswith('lock_')] == []
+
+
+def test_ctrl_c_while_prepare_py_is_still_importing_is_quiet(tiny_corpus, tmp_path):
+    proc = start_producer(prepare_args(tiny_corpus, tmp_path / 'q', '--num_workers=2'))
+    try:
+        time.sleep(0.3)  # torch is still loading
+        out = interrupt_like_a_terminal(proc)
+        assert proc.returncode == 130 and 'Traceback' not in out, out
+    finally:
+        stop_process_group(proc)

@@ -189,12 +189,18 @@ def test_seeds_reproduce_and_separate(dataset, tiny_corpus, tmp_path):
         assert not torch.equal(a['x'], other['x'])
 
 
-def test_changed_settings_are_refused_then_cleared(tiny_corpus, tmp_path, capsys):
-    provider = make_provider('char_diffusion', tiny_corpus, tmp_path)
+def queue_with_a_train_file(dataset, tiny_corpus, tmp_path):
+    """(provider, path of a train file) of a queue that provider has set up (meta.pkl written)."""
+    provider = make_provider(dataset, tiny_corpus, tmp_path)
     provider.start()
     provider.close()
     train_file = os.path.join(provider.train_dir, queue_io.train_file_name(0, 0))
     queue_io.write_batch_file(train_file, {}, {})
+    return provider, train_file
+
+
+def test_changed_settings_are_refused_then_cleared(tiny_corpus, tmp_path, capsys):
+    provider, train_file = queue_with_a_train_file('char_diffusion', tiny_corpus, tmp_path)
     changed = make_provider('char_diffusion', tiny_corpus, tmp_path, '--block_size=16')
     with pytest.raises(UserError) as excinfo:
         changed.start()
@@ -234,3 +240,29 @@ def test_a_file_with_nothing_picked(dataset, tiny_corpus, tmp_path):
     assert torch.equal(tensors['x'], clean)
     _, _, stats = provider.make_file('train', 0, 0, 2)
     assert 'mask ratios' in provider.summary_line(stats)
+
+
+@pytest.mark.parametrize('dataset', ['char_random_replacement', 'char_inference_replacement'])
+def test_meta_of_a_mixture_without_stages_says_mask_probability_not_bert(dataset, tiny_corpus, tmp_path):
+    # the BERT 80/10/10 split belongs to char_diffusion; a mixture provider fills with its mixture
+    watched_run = [f'--checkpoint_dir={tmp_path / "run"}'] if dataset == 'char_inference_replacement' else []
+    provider = make_provider(dataset, tiny_corpus, tmp_path, '--mask_probability=0.2', *watched_run)
+    corruption_meta = provider.build_meta()['corruption']
+    assert corruption_meta['mode'] == 'mask_probability' and corruption_meta['mask_probability'] == 0.2
+    assert 'bert_shares' not in corruption_meta and 'mixture' in corruption_meta
+    bert = make_provider('char_diffusion', tiny_corpus, tmp_path, '--mask_probability=0.2').build_meta()['corruption']
+    assert bert == {'mode': 'bert', 'mask_probability': 0.2, 'bert_shares': (0.8, 0.1, 0.1)}
+
+
+def test_meta_in_an_older_form_is_rewritten_and_the_files_stay(tiny_corpus, tmp_path, capsys):
+    provider, train_file = queue_with_a_train_file('char_random_replacement', tiny_corpus, tmp_path)
+    old = queue_io.read_meta(provider.data_dir)
+    # what the code before this fix wrote for the same data: the same fingerprint, a wrong description
+    old['corruption'] = {**old['corruption'], 'mode': 'bert', 'bert_shares': (0.8, 0.1, 0.1)}
+    queue_io.write_meta(provider.data_dir, old)
+    again = make_provider('char_random_replacement', tiny_corpus, tmp_path)
+    again.start()
+    again.close()
+    assert queue_io.read_meta(provider.data_dir) == provider.build_meta()
+    assert os.path.exists(train_file)
+    assert 'meta.pkl described this queue in an older form (corruption:' in capsys.readouterr().out

@@ -30,8 +30,11 @@ class CharDiffusionProvider(DataProviderBase):
         return self.positions.fingerprint_exclude()
 
     def corruption_meta(self):
+        corruption = self.positions.mode_meta()
+        if not self.positions.staged:  # BERT's 80/10/10 fills the picked positions
+            corruption.update(mode='bert', bert_shares=masking.BERT_SHARES)
         return dict(label_semantics='partial', val_label_semantics='partial', corruption_type='masking',
-                    corruption=self.positions.mode_meta(), mixture_has_mask=True, **self.positions.stage_meta())
+                    corruption=corruption, mixture_has_mask=True, **self.positions.stage_meta())
 
     def schema(self):
         return {**super().schema(), **self.positions.schema()}
