@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 
-from common import UserError, run_cli
+from common import run_cli, user_error_line
 from configurator import Config, load_config
 from queue_io import PARENT_PID_ENV
 from prepare_streaming import load_provider_class, provider_defaults
@@ -33,8 +33,10 @@ def run_worker(provider_cls, cfg, parent_pid):
     """Body of an extra worker process; it stops by itself when prepare.py is gone."""
     try:
         provider_cls(Config(cfg), parent_pid=parent_pid).run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # a user error, or a full disk: one line, like run_cli says it
+        if user_error_line(e) is None:
+            raise
+        print(f"error: {user_error_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
