@@ -191,7 +191,7 @@ def weights_only_refusal(error):
     if found:
         return f"needs {found.group(1)!r}"
     detail = text.split('WeightsUnpickler error:', 1)[-1].strip().split('\n', 1)[0]
-    return f"holds something else than tensors and plain values ({detail[:200]})"
+    return f"holds more than tensors and plain values ({detail[:200]})"
 
 
 def load_checkpoint(path, map_location='cpu', trust_pickle=False):
