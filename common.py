@@ -36,6 +36,7 @@ class UserError(Exception):
 REFUSING_ERRNOS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
                    errno.EROFS: "choose a writable folder", errno.EACCES: "check its permissions",
                    errno.EPERM: "check its permissions"}
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write meets these
 
 
 def user_error_line(error):
@@ -44,7 +45,11 @@ def user_error_line(error):
     if getattr(error, 'user_error', False):
         return str(error)
     if isinstance(error, OSError) and error.errno in REFUSING_ERRNOS:
-        return f"{error.filename or 'a file'}: {error.strerror} ({REFUSING_ERRNOS[error.errno]})"
+        name = error.filename or 'a file'
+        if error.errno in WRITE_ERRNOS:  # files are written atomically: the ones written before are whole
+            return (f"could not write {name}: {error.strerror} ({REFUSING_ERRNOS[error.errno]}); "
+                    f"files written before are intact")
+        return f"{name}: {error.strerror} ({REFUSING_ERRNOS[error.errno]})"
     return None
 
 

@@ -70,7 +70,8 @@ def test_run_cli_prints_file_system_refusals_as_one_line(capsys):
     with pytest.raises(SystemExit) as exited:
         run_cli(main)
     assert exited.value.code == 2
-    assert capsys.readouterr().err.splitlines() == ["error: /mnt/ro/out: Read-only file system (choose a writable folder)"]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: could not write /mnt/ro/out: Read-only file system (choose a writable folder); files written before are intact"]
 
 
 def test_checkpoint_save_on_a_full_disk_stops_train_with_one_line(tiny_corpus, tmp_path):

@@ -124,8 +124,8 @@ def test_load_checkpoint_refuses_a_crafted_file(tmp_path):
 def test_sample_and_evaluate_refuse_a_crafted_checkpoint(script, tmp_path):
     marker, out_dir = tmp_path / 'marker', tmp_path / 'out'
     path = plant_checkpoint(out_dir / 'ckpt_unmasking_200.pt', marker)
-    code, out = run_script([script, f'--out_dir={out_dir}', '--device=cpu', '--reference_checkpoint_name=None']
-                           if script == 'evaluate.py' else [script, f'--out_dir={out_dir}', '--device=cpu'], timeout=120)
+    no_reference = ['--reference_checkpoint_name=None'] if script == 'evaluate.py' else []
+    code, out = run_script([script, f'--out_dir={out_dir}', '--device=cpu', *no_reference], timeout=120)
     one_error_line(code, out, path, "'io.open'", 'trust_checkpoint_pickle')
     assert not marker.exists()
 
