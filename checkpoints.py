@@ -12,21 +12,35 @@ Names in out_dir:
 Every checkpoint holds: model, model_args, iter_num, best_val_loss, config (fully resolved),
 meta (vocabulary and dataset facts needed to decode), training_type, remasking_loss_type, run_id.
 ckpt.pt also holds optimizer, scaler and rng_state.
+
+Opening a checkpoint never runs code from it. Checkpoints hold only tensors, dicts, lists, tuples,
+strings, numbers, booleans and None (`save_checkpoint` checks), and `load_checkpoint` opens them with
+torch.load(weights_only=True), which builds nothing else. A file that needs more (one written by an
+earlier version of this project, whose numpy RNG state is an ndarray, or a crafted one whose pickle
+calls a function) is refused with one line, unless the caller passes `trust_pickle=True` (the scripts'
+`trust_checkpoint_pickle` key): then it is fully unpickled, and a note says so.
 """
 
+import collections
 import os
 import re
 
 import torch
 
-from common import UserError
+from common import UserError, print0
 from model import GPT, GPTConfig
-from queue_io import atomic_torch_save
+from queue_io import PLAIN_CONTAINERS, PLAIN_SCALARS, atomic_torch_save, plain_problem, remove_stale_temp_files
 
 LATEST_NAME = 'ckpt.pt'
 # the architecture keys of model_args that two models must share to continue or replace each other
 ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
 _VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive)_(\d+)\.pt$')
+TRUST_KEY = 'trust_checkpoint_pickle'  # the scripts' key for trust_pickle
+# what torch.load(weights_only=True) builds, and so all a checkpoint may hold (state_dict() is an OrderedDict)
+CHECKPOINT_SCALARS = PLAIN_SCALARS + (torch.Tensor,)
+CHECKPOINT_CONTAINERS = PLAIN_CONTAINERS + (collections.OrderedDict,)
+_WEIGHTS_ONLY_REFUSAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+_noted_trusted = set()  # paths whose full unpickling this process has already reported
 
 
 def run_kind(training_type, remasking_loss_type=None):
@@ -82,7 +96,7 @@ def kind_matches(found, wanted):
     return found == wanted or (wanted == 'remasking' and found.startswith('remasking_'))
 
 
-def newest_checkpoint(out_dir, kind):
+def newest_checkpoint(out_dir, kind, trust_pickle=False):
     """Path of the newest versioned checkpoint of `kind`, else ckpt.pt when it is of that kind, else None."""
     candidates = checkpoint_candidates(out_dir, kind)
     if not candidates:
@@ -91,7 +105,9 @@ def newest_checkpoint(out_dir, kind):
     if iter_num is not None:
         return path
     try:
-        return path if kind_matches(checkpoint_kind(load_checkpoint(path)), kind) else None
+        return path if kind_matches(checkpoint_kind(load_checkpoint(path, trust_pickle=trust_pickle)), kind) else None
+    except UntrustedCheckpoint:
+        raise  # the user must hear why, not "no checkpoint found"
     except UserError:
         return None
 
@@ -104,9 +120,34 @@ def describe_out_dir(out_dir):
     return f"{out_dir} holds: {', '.join(names) if names else 'no checkpoints'}"
 
 
+def storable_problem(obj, where):
+    """Why `obj` could not be part of a checkpoint (a value torch.load(weights_only=True) does not
+    build), as a clause; None when it can."""
+    return plain_problem(obj, where, CHECKPOINT_SCALARS, CHECKPOINT_CONTAINERS)
+
+
 def save_checkpoint(checkpoint, path):
-    """Atomically write a checkpoint (fsynced: it may be the only copy of days of training)."""
+    """Atomically write a checkpoint (fsynced: it may be the only copy of days of training), after
+    checking that it will open with weights_only=True."""
+    problem = storable_problem(checkpoint, 'checkpoint')
+    if problem:  # a bug: a file written now would need trust_checkpoint_pickle to be opened
+        raise TypeError(f"a checkpoint holds only tensors and plain containers and scalars, but {problem}")
     atomic_torch_save(checkpoint, path, fsync=True)
+
+
+def is_run_file(name, kind):
+    """Whether a file of out_dir is written by runs of `kind`: its versioned checkpoints, ckpt.pt
+    and the config_<run_id>.json records."""
+    parsed = parse_checkpoint_name(name)
+    if parsed is not None:
+        return parsed[0] == kind
+    return name == LATEST_NAME or (name.startswith('config_') and name.endswith('.json'))
+
+
+def remove_stale_temp_checkpoints(out_dir, kind):
+    """Temporary files of checkpoints (and config records) of `kind` whose writer was killed; a live
+    process's, and other programs' files, stay. Returns how many went."""
+    return remove_stale_temp_files(out_dir, is_ours=lambda name: is_run_file(name, kind))
 
 
 def save_run_checkpoints(checkpoint, resume_state, out_dir, keep_last=0):
@@ -129,14 +170,56 @@ def prune_checkpoints(out_dir, kind, keep_last):
         os.remove(path)
 
 
-def load_checkpoint(path, map_location='cpu'):
-    """Load a checkpoint memory-mapped (optimizer state is not read unless used); UserError when unreadable."""
+class UntrustedCheckpoint(UserError):
+    """A checkpoint that only full unpickling opens, which the caller did not allow. `reason` says
+    what it needs, without the advice (the inference provider has no key to offer)."""
+
+    def __init__(self, path, reason):
+        self.reason = f"{reason}, which loading with weights_only=True does not build"
+        super().__init__(f"checkpoint {path} {self.reason} (an older checkpoint of this project, or a file from "
+                         f"elsewhere): unpickling it could run any code in it, so it was not opened; if you trust "
+                         f"who made it, pass --{TRUST_KEY}=True (a resumed run then saves checkpoints that load safely)")
+
+
+def weights_only_refusal(error):
+    """What a checkpoint needs that weights_only loading refused, as a clause; None when `error` is
+    another failure (a truncated or damaged file)."""
+    text = str(error)
+    if 'Weights only load failed' not in text:
+        return None
+    found = _WEIGHTS_ONLY_REFUSAL.search(text)
+    if found:
+        return f"needs {found.group(1)!r}"
+    detail = text.split('WeightsUnpickler error:', 1)[-1].strip().split('\n', 1)[0]
+    return f"holds more than tensors and plain values ({detail[:200]})"
+
+
+def load_checkpoint(path, map_location='cpu', trust_pickle=False):
+    """Load a checkpoint memory-mapped (optimizer state is not read unless used) with
+    weights_only=True; UserError when unreadable, UntrustedCheckpoint when it needs full unpickling
+    and `trust_pickle` is False. With `trust_pickle` such a file is unpickled, and a note says so."""
     if not os.path.exists(path):
         raise UserError(f"checkpoint {path} not found; {describe_out_dir(os.path.dirname(path) or '.')}")
     try:
-        return torch.load(path, map_location=map_location, mmap=True, weights_only=False)
-    except Exception as e:  # truncated, corrupt or not a checkpoint at all
-        raise UserError(f"checkpoint {path} could not be loaded ({type(e).__name__}: {e})") from None
+        return torch.load(path, map_location=map_location, mmap=True, weights_only=True)
+    except Exception as e:  # truncated, corrupt, not a checkpoint at all, or more than weights
+        needs = weights_only_refusal(e)
+        if needs is None:
+            raise unreadable(path, e) from None
+        if not trust_pickle:
+            raise UntrustedCheckpoint(path, needs) from None
+    try:
+        checkpoint = torch.load(path, map_location=map_location, mmap=True, weights_only=False)
+    except Exception as e:
+        raise unreadable(path, e) from None
+    if path not in _noted_trusted:  # once per file: train.py opens ckpt.pt twice
+        _noted_trusted.add(path)
+        print0(f"note: {path} {needs}: loaded with full unpickling because {TRUST_KEY}=True")
+    return checkpoint
+
+
+def unreadable(path, error):
+    return UserError(f"checkpoint {path} could not be loaded ({type(error).__name__}: {error})")
 
 
 def fit_problem(checkpoint, *, stoi=None, block_size=None, min_block_size=None, kind=None, model_args=None):

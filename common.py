@@ -1,8 +1,8 @@
 """
 The ground floor: what every script and module uses, importing nothing of the project.
 
-- `UserError` and `run_cli`: a mistake in what the user asked for is one line on stderr and exit 2,
-  never a traceback;
+- `UserError` and `run_cli`: a mistake in what the user asked for, or a file system that refuses a
+  write (a full disk, a read-only folder), is one line on stderr and exit 2, never a traceback;
 - `REPO_ROOT`;
 - the one rule for devices and autocast precision (`resolve_device`, `resolve_dtype`,
   `autocast_context`), used by train.py, sample.py, evaluate.py and the checkpoint predictor alike;
@@ -10,6 +10,7 @@ The ground floor: what every script and module uses, importing nothing of the pr
 - `print0`, `seed_everything`, and saving/restoring the RNG state of a run (`rng_state`, `restore_rng_state`).
 """
 
+import errno
 import os
 import random
 import sys
@@ -31,6 +32,27 @@ class UserError(Exception):
     user_error = True
 
 
+# the file system refusing (a full disk, a read-only or forbidden folder): the user's to fix, not a bug
+REFUSING_ERRNOS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
+                   errno.EROFS: "choose a writable folder", errno.EACCES: "check its permissions",
+                   errno.EPERM: "check its permissions"}
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write meets these
+
+
+def user_error_line(error):
+    """The one line to print for an exception the user can act on (one carrying the `user_error`
+    mark, or a file-system refusal); None for anything else, which keeps its traceback."""
+    if getattr(error, 'user_error', False):
+        return str(error)
+    if isinstance(error, OSError) and error.errno in REFUSING_ERRNOS:
+        name = error.filename or 'a file'
+        if error.errno in WRITE_ERRNOS:  # files are written atomically: the ones written before are whole
+            return (f"could not write {name}: {error.strerror} ({REFUSING_ERRNOS[error.errno]}); "
+                    f"files written before are intact")
+        return f"{name}: {error.strerror} ({REFUSING_ERRNOS[error.errno]})"
+    return None
+
+
 def run_cli(main):
     """Run `main(argv)` as a command-line entry point: user errors become one line and exit 2."""
     try:
@@ -39,9 +61,10 @@ def run_cli(main):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        if not getattr(e, 'user_error', False):
+        line = user_error_line(e)
+        if line is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -58,8 +81,11 @@ def seed_everything(value):
 
 
 def rng_state():
-    """Every random stream a run draws from (torch, CUDA, numpy, random), to save with a checkpoint."""
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    """Every random stream a run draws from (torch, CUDA, numpy, random), to save with a checkpoint:
+    tensors, tuples and numbers only, so the checkpoint loads with torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # keys: a (624,) uint32 ndarray
+    numpy_state = (name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian))
+    state = dict(torch=torch.get_rng_state(), numpy=numpy_state, python=random.getstate())
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -69,7 +95,7 @@ def restore_rng_state(state):
     # .cpu(): generators take their state only as a CPU tensor, and a checkpoint loaded with
     # map_location='cuda' has moved every tensor onto the GPU
     torch.set_rng_state(state['torch'].cpu())
-    np.random.set_state(state['numpy'])
+    np.random.set_state(tuple(state['numpy']))  # keys as a list (or an ndarray, in older checkpoints)
     random.setstate(state['python'])
     if 'cuda' in state and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])

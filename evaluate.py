@@ -49,6 +49,7 @@ remasking_checkpoint_name = None  # a remasking model (name in remasking_out_dir
 remasking_out_dir = None         # None = out_dir
 reference_checkpoint_name = 'newest'  # the autoregressive reference (name or path); 'newest' skips when there is none
 reference_out_dir = 'out-autoregressive'
+trust_checkpoint_pickle = False  # True: open checkpoints that only full unpickling opens (can run code: files you trust)
 sections = 'loss,remasking,samples'  # which parts to run, comma-separated
 # loss: the negative ELBO estimate
 elbo_estimator = 'count'         # 'count': k ~ U{1..T} masked, weight T/k | 'time': t ~ U(0,1), weight 1/t (same bound)
@@ -149,14 +150,14 @@ def load_reference_checkpoint(cfg):
     if not name:
         return None, None
     if name == 'newest':
-        path = newest_checkpoint(cfg.reference_out_dir, 'autoregressive')
+        path = newest_checkpoint(cfg.reference_out_dir, 'autoregressive', cfg.trust_checkpoint_pickle)
         if path is None:
             print(f"note: no autoregressive checkpoint in {cfg.reference_out_dir}: the reference numbers are "
                   f"left out (train one with config/train_autoregressive.py)")
             return None, None
     else:
-        path = generate.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive')
-    ckpt = load_checkpoint(path)
+        path = generate.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive', cfg.trust_checkpoint_pickle)
+    ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     if ckpt.get('training_type') != 'autoregressive':
         raise UserError(f"reference_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, not an "
                         f"autoregressive one (config/train_autoregressive.py trains it)")

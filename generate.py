@@ -185,10 +185,11 @@ def sampler_and_mode(cfg, meta, path):
 # -----------------------------------------------------------------------------
 # checkpoints
 
-def find_checkpoint(out_dir, name, kind):
-    """A file name is looked up in out_dir; a name with a folder in it is a path as it stands."""
+def find_checkpoint(out_dir, name, kind, trust_pickle=False):
+    """A file name is looked up in out_dir; a name with a folder in it is a path as it stands.
+    `trust_pickle`: the trust_checkpoint_pickle key, for a ckpt.pt opened to learn its kind."""
     if name in (None, '', 'newest'):
-        path = newest_checkpoint(out_dir, kind)
+        path = newest_checkpoint(out_dir, kind, trust_pickle)
         if path is None:
             raise UserError(f"no {kind} checkpoint found; {describe_out_dir(out_dir)}")
         return path
@@ -196,8 +197,8 @@ def find_checkpoint(out_dir, name, kind):
 
 
 def load_unmasking_checkpoint(cfg):
-    path = find_checkpoint(cfg.out_dir, cfg.checkpoint_name, 'unmasking')
-    ckpt = load_checkpoint(path)
+    path = find_checkpoint(cfg.out_dir, cfg.checkpoint_name, 'unmasking', cfg.trust_checkpoint_pickle)
+    ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     kind = ckpt.get('training_type')
     if kind != 'unmasking':
         fix = ("pass it as remasking_checkpoint_name" if kind == 'remasking'
@@ -210,8 +211,9 @@ def load_remasking_checkpoint(cfg):
     """(path, checkpoint) of the remasking model, or (None, None) when none is asked for."""
     if not cfg.remasking_checkpoint_name:
         return None, None
-    path = find_checkpoint(cfg.remasking_out_dir or cfg.out_dir, cfg.remasking_checkpoint_name, 'remasking')
-    ckpt = load_checkpoint(path)
+    path = find_checkpoint(cfg.remasking_out_dir or cfg.out_dir, cfg.remasking_checkpoint_name, 'remasking',
+                           cfg.trust_checkpoint_pickle)
+    ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     if ckpt.get('training_type') != 'remasking':
         raise UserError(f"remasking_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, "
                         f"not a remasking model (train one with training_type='remasking')")

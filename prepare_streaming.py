@@ -228,7 +228,12 @@ class DataProviderBase:
         """Refuse or clear a queue made with other settings; write meta.pkl when it is missing or describes
         the same data in an older form."""
         meta = self.build_meta()
-        old = queue_io.read_meta(self.data_dir)
+        try:
+            old = queue_io.read_meta(self.data_dir)
+        except queue_io.MetaError:  # damaged, or not ours: refused in one line unless asked to clear it
+            if not self.cfg['clear_queue']:
+                raise
+            old = {}  # no fingerprint: cleared below as a queue made with other settings
         if old is not None and old.get('fingerprint') != meta['fingerprint']:
             if not self.cfg['clear_queue']:
                 raise UserError(f"{queue_io.meta_path(self.data_dir)} was made with other settings "
@@ -238,7 +243,7 @@ class DataProviderBase:
             old = None
         for folder in (self.train_dir, self.val_dir):
             os.makedirs(folder, exist_ok=True)
-            queue_io.remove_stale_temp_files(folder)
+        queue_io.remove_stale_queue_temp_files(self.data_dir)  # what killed producers were writing
         if old is None:
             queue_io.write_meta(self.data_dir, meta)
         elif old != meta:  # the same data (same fingerprint), described by an older version of this code

@@ -37,6 +37,7 @@ checkpoint_name = None           # unmasking model in out_dir; None = the newest
 remasking_checkpoint_name = None  # optional remasking model; 'newest' = the newest one in remasking_out_dir
 remasking_out_dir = None         # where the remasking model lives; None = out_dir
 sampler = 'auto'                 # 'auto' | 'diffusion' | 'edit'; auto = edit for full-target random-replacement models
+trust_checkpoint_pickle = False  # True: open checkpoints that only full unpickling opens (can run code: files you trust)
 # what to generate
 start = ''                       # fixed prompt at the start of every sample, never changed; 'FILE:path' reads a file
 sequence_length = None           # total characters per sample, prompt included; None = the model's block_size

@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, run_kind, save_run_checkpoints, strip_compile_prefix
+from checkpoints import (LATEST_NAME, fit_problem, load_checkpoint, remove_stale_temp_checkpoints, run_kind,
+                         save_run_checkpoints, storable_problem, strip_compile_prefix)
 from common import (UserError, compute_cleanup, compute_init, print0, restore_rng_state, rng_state, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
@@ -50,6 +51,7 @@ eval_only = False           # evaluate once and exit
 always_save_checkpoint = False  # save at every evaluation, not only when val loss improves
 init_from = 'scratch'       # 'scratch' | 'resume' (from out_dir/ckpt.pt)
 keep_last_checkpoints = 0   # keep the newest N ckpt_<kind>_<iter>.pt of this run kind; 0 keeps all
+trust_checkpoint_pickle = False  # True: resume from a ckpt.pt that only full unpickling opens (a file you trust)
 # wandb logging
 wandb_log = False
 wandb_project = 'diffusion-chars'
@@ -179,7 +181,8 @@ def run_id_for(cfg, compute):
     """A new id per run; a resumed run keeps the id of the run it continues. Rank 0's, on every rank."""
     run_id = uuid.uuid4().hex[:12]
     if cfg.init_from == 'resume':  # a missing ckpt.pt is reported here, before any waiting for data
-        run_id = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME)).get('run_id') or run_id
+        latest = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME), trust_pickle=cfg.trust_checkpoint_pickle)
+        run_id = latest.get('run_id') or run_id
     if compute.ddp:
         shared = [run_id]
         dist.broadcast_object_list(shared, src=0)
@@ -188,8 +191,17 @@ def run_id_for(cfg, compute):
 
 
 def save_run_config(cfg, run_id, argv, world_size):
-    """out_dir/config_<run_id>.json: with the checkpoints, all it takes to repeat the run."""
+    """out_dir/config_<run_id>.json: with the checkpoints, all it takes to repeat the run. Refuses now,
+    not at the first save, a config that a checkpoint could not hold; removes the temporary files
+    that killed runs of this kind left in out_dir (a live writer's stay)."""
+    problem = storable_problem(dict(cfg), 'config')
+    if problem:
+        raise UserError(f"{problem}; checkpoints keep the config and hold only tensors, dicts, lists, tuples, "
+                        f"strings, numbers, booleans and None (so opening one never runs code): write it as one of those")
     os.makedirs(cfg.out_dir, exist_ok=True)
+    removed = remove_stale_temp_checkpoints(cfg.out_dir, run_kind(cfg.training_type, cfg.remasking_loss_type))
+    if removed:
+        print0(f"removed {removed} temporary file(s) that killed runs left in {cfg.out_dir}")
     path = os.path.join(cfg.out_dir, f'config_{run_id}.json')
     atomic_json(dict(cfg, run_id=run_id, argv=argv, world_size=world_size), path)
     print0(f"run {run_id}: config saved to {path}")
@@ -231,7 +243,7 @@ def micro_steps_per_rank(cfg, world_size):
 def load_resumable(cfg, compute, meta, model_args):
     """out_dir/ckpt.pt, after one clear line if it cannot continue under this config and queue."""
     path = os.path.join(cfg.out_dir, LATEST_NAME)
-    checkpoint = load_checkpoint(path, map_location=compute.device)
+    checkpoint = load_checkpoint(path, map_location=compute.device, trust_pickle=cfg.trust_checkpoint_pickle)
     problem = fit_problem(checkpoint, model_args=model_args, stoi=meta['stoi'],
                           kind=run_kind(cfg.training_type, cfg.remasking_loss_type))
     if problem:

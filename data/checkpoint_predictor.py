@@ -11,6 +11,8 @@ The provider of char_inference_replacement runs next to a trainer that keeps sav
   `device` in `dtype`, and checks that block_size and vocabulary fit the dataset;
 - refuses a bad checkpoint with one printed line and keeps the model it had; a refused file is
   remembered by (path, mtime, size) so it is not re-read every batch, but a rewritten one is;
+- opens files only with weights_only=True, never trusting one that needs full unpickling: it loads,
+  unattended, whatever appears in the folder it watches, so such a file is refused like a corrupt one;
 - re-scans the folder at most every `refresh_seconds` once it has a model.
 
 `predict` runs the model, in chunks of rows, under torch.inference_mode and returns the token it
@@ -22,7 +24,8 @@ import time
 
 import torch
 
-from checkpoints import checkpoint_candidates, fit_problem, load_checkpoint, model_from_checkpoint, parse_checkpoint_name
+from checkpoints import (UntrustedCheckpoint, checkpoint_candidates, fit_problem, load_checkpoint,
+                         model_from_checkpoint, parse_checkpoint_name)
 from common import DTYPES, UserError, resolve_device
 from sampling_utils import sample_categorical
 
@@ -136,7 +139,10 @@ class CheckpointPredictionCorruptor:
 
     def load(self, path):
         """(model, iter_num) of a checkpoint that fits the dataset; UserError says why one does not."""
-        checkpoint = load_checkpoint(path)  # memory-mapped: only the tensors the model needs are read
+        try:  # memory-mapped: only the tensors the model needs are read
+            checkpoint = load_checkpoint(path)  # never trust_pickle: nobody is there to vouch for the file
+        except UntrustedCheckpoint as e:
+            raise UserError(f"it {e.reason}; the provider opens only checkpoints that load that way") from None
         self.check_fits(checkpoint)
         model = model_from_checkpoint(checkpoint, device=self.device, dtype=self.dtype)
         return model, checkpoint.get('iter_num')

@@ -67,7 +67,7 @@ def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
     run_config = json.loads((out_dir / [n for n in names if n.startswith('config_')][0]).read_text())
     assert run_config['batches_per_file'] == 2 and run_config['n_layer'] == 1  # provider keys too
 
-    weights = torch.load(out_dir / 'ckpt_unmasking_4.pt', weights_only=False)
+    weights = torch.load(out_dir / 'ckpt_unmasking_4.pt', weights_only=True)
     assert 'optimizer' not in weights and weights['iter_num'] == 4
     assert not any(k.startswith(('_orig_mod.', 'module.')) for k in weights['model'])
     assert weights['meta']['stoi'] and weights['config']['training_type'] == 'unmasking'
@@ -75,7 +75,7 @@ def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
     code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=6', '--init_from=resume'))
     assert code == 0, out
     assert 'resumed from' in out and 'at iter 4' in out and 'optimizer state loaded' in out
-    latest = torch.load(out_dir / 'ckpt.pt', weights_only=False)
+    latest = torch.load(out_dir / 'ckpt.pt', weights_only=True)
     assert latest['iter_num'] == 6 and latest['run_id'] == weights['run_id']
     # AdamW counts its steps: 6 means the 4 of the first run came back with the optimizer state
     assert all(int(s['step']) == 6 for s in latest['optimizer']['state'].values())
@@ -86,7 +86,7 @@ def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
                                       '--n_layer=2'))
     assert code == 2, out
     assert len(error_lines(out)) == 1 and 'n_layer=1' in error_lines(out)[0], out
-    assert torch.load(out_dir / 'ckpt.pt', weights_only=False)['iter_num'] == 6
+    assert torch.load(out_dir / 'ckpt.pt', weights_only=True)['iter_num'] == 6
 
 
 def test_resume_without_checkpoint_lists_out_dir(tiny_corpus, tmp_path):
