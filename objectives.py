@@ -181,6 +181,15 @@ def validation_loss(model, batches, meta, training_type, remasking_loss_type=Non
     return losses
 
 
+# for the training types that need a particular queue: the config that makes one
+QUEUE_FIXES = {
+    'remasking': ("use config/train_remasking_all_positions.py (char_random_replacement with "
+                  "dataset_partial_targets=False and train_corruption_mixture with mask weight 0)"),
+    'merged': ("use config/train_merged.py (char_sampler_states with left_masked_ratio_range above 0), or "
+               "char_random_replacement with dataset_partial_targets=False and a mask weight above 0"),
+}
+
+
 def check_queue_fits(meta, training_type):
     """Raise UserError (one line naming the config to use) when the queue described by `meta` cannot
     train `training_type`.
@@ -193,32 +202,15 @@ def check_queue_fits(meta, training_type):
     """
     if training_type not in TRAINING_TYPES:
         raise UserError(f"training_type={training_type!r} is unknown; use one of {TRAINING_TYPES}")
-    if training_type == 'remasking':
-        check_remasking_queue(meta)
-    elif training_type == 'merged':
-        check_merged_queue(meta)
-
-
-def describe_queue(meta):
-    return (f"label_semantics={meta.get('label_semantics')!r}, corruption_type={meta.get('corruption_type')!r}, "
-            f"mixture_has_mask={meta.get('mixture_has_mask')!r}")
-
-
-def check_remasking_queue(meta):
-    fix = ("use config/train_remasking_all_positions.py (char_random_replacement with "
-           "dataset_partial_targets=False and train_corruption_mixture with mask weight 0)")
+    if training_type not in QUEUE_FIXES:
+        return
+    fix = QUEUE_FIXES[training_type]
+    queue = (f"the queue has label_semantics={meta.get('label_semantics')!r}, corruption_type="
+             f"{meta.get('corruption_type')!r}, mixture_has_mask={meta.get('mixture_has_mask')!r}")
     if meta.get('label_semantics') != 'full':
-        raise UserError(f"remasking needs full targets but the queue has {describe_queue(meta)}: {fix}")
-    if meta.get('mixture_has_mask') or meta.get('corruption_type') not in MASK_FREE_CORRUPTIONS:
-        raise UserError(f"remasking needs full targets without a [MASK] share but the queue has "
-                        f"{describe_queue(meta)}: {fix}")
-
-
-def check_merged_queue(meta):
-    fix = ("use config/train_merged.py (char_sampler_states with left_masked_ratio_range above 0), or "
-           "char_random_replacement with dataset_partial_targets=False and a mask weight above 0")
-    if meta.get('label_semantics') != 'full':
-        raise UserError(f"merged needs full targets but the queue has {describe_queue(meta)}: {fix}")
-    if not meta.get('mixture_has_mask'):
-        raise UserError(f"merged needs [MASK] positions in x (besides wrong characters) but the queue has "
-                        f"{describe_queue(meta)}: {fix}")
+        raise UserError(f"{training_type} needs full targets but {queue}: {fix}")
+    has_mask = meta.get('mixture_has_mask') or meta.get('corruption_type') not in MASK_FREE_CORRUPTIONS
+    if training_type == 'remasking' and has_mask:
+        raise UserError(f"remasking needs full targets without a [MASK] share but {queue}: {fix}")
+    if training_type == 'merged' and not meta.get('mixture_has_mask'):
+        raise UserError(f"merged needs [MASK] positions in x (besides wrong characters) but {queue}: {fix}")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from checkpoints import save_checkpoint
+from configurator import Config
 from data.corpus import build_vocab
 from model import GPT, GPTConfig
 
@@ -92,3 +93,22 @@ def save_tiny(folder, name, iter_num, **kwargs):
     path = os.path.join(folder, name)
     save_checkpoint(tiny_checkpoint(iter_num, **kwargs), path)
     return path
+
+
+def follower_provider_config(provider_cls, tmp_path, tiny_corpus, **values):
+    """A Config for a provider that follows checkpoints (`provider_cls`): its queue in tmp_path/queue,
+    the watched folder tmp_path/out, a tiny shape, looking for new checkpoints before every file."""
+    config = dict(provider_cls.config_defaults())
+    config.update(input_file=tiny_corpus, data_dir=str(tmp_path / 'queue'), checkpoint_dir=str(tmp_path / 'out'),
+                  block_size=TINY_BLOCK_SIZE, batch_size=8, batches_per_file=2, eval_iters=2, max_files=2,
+                  inference_refresh_seconds=0.0)
+    config.update(values)
+    return Config(config)
+
+
+def logging_provider(provider_cls, cfg):
+    """provider_cls(cfg) whose log lines (its checkpoint follower's too) are kept in provider.logged."""
+    provider = provider_cls(cfg)
+    provider.logged = []
+    provider.log = provider.predictor.log = provider.follower.log = provider.logged.append
+    return provider

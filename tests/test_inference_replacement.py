@@ -8,11 +8,11 @@ import torch
 
 import queue_io
 from common import UserError
-from configurator import Config
 from data.checkpoint_predictor import CheckpointPredictionCorruptor
 from data.char_inference_replacement.prepare_streaming import BRANCH_NAMES, Provider
 from model import GPT, GPTConfig
-from conftest import TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, save_tiny, tiny_checkpoint
+from conftest import (TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, follower_provider_config, logging_provider,
+                      save_tiny, tiny_checkpoint)
 
 
 # -----------------------------------------------------------------------------
@@ -34,21 +34,13 @@ def watcher(folder, log=None, clock=None, **kwargs):
 
 
 def provider_config(tmp_path, tiny_corpus, **overrides):
-    values = dict(Provider.config_defaults())
-    values.update(dataset='char_inference_replacement', input_file=tiny_corpus, data_dir=str(tmp_path / 'queue'), checkpoint_dir=str(tmp_path / 'out'),
-                  block_size=BLOCK_SIZE, batch_size=8, batches_per_file=2, eval_iters=2, max_files=2,
-                  mask_probability=0.5, inference_refresh_seconds=0.0)
-    values.update(overrides)
-    return Config(values)
+    return follower_provider_config(Provider, tmp_path, tiny_corpus, **{
+        'dataset': 'char_inference_replacement', 'mask_probability': 0.5, **overrides})
 
 
 def make_provider(tmp_path, tiny_corpus, **overrides):
     os.makedirs(tmp_path / 'out', exist_ok=True)
-    provider = Provider(provider_config(tmp_path, tiny_corpus, **overrides))
-    provider.logged = []
-    provider.log = provider.logged.append  # keep lines for the assertions (and the predictor's)
-    provider.predictor.log = provider.follower.log = provider.log
-    return provider
+    return logging_provider(Provider, provider_config(tmp_path, tiny_corpus, **overrides))
 
 
 def corrupt(provider, split='train', rows=64, seed=0):

@@ -8,31 +8,24 @@ import torch
 import queue_io
 from checkpoints import load_checkpoint, model_from_checkpoint
 from common import UserError
-from configurator import Config
 from data.char_sampler_states.prepare_streaming import Provider
 from objectives import check_queue_fits
 from sampling_utils import sample_tokens, select_random
-from conftest import TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, save_tiny
+from conftest import (TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, follower_provider_config, logging_provider,
+                      save_tiny)
 
 MASK = VOCAB['mask_token_id']
 N_CHARS = len(VOCAB['stoi'])
 
 
 def provider_config(tmp_path, tiny_corpus, **overrides):
-    values = dict(Provider.config_defaults())
-    values.update(dataset='char_sampler_states', input_file=tiny_corpus, data_dir=str(tmp_path / 'queue'),
-                  checkpoint_dir=str(tmp_path / 'out'), block_size=BLOCK_SIZE, batch_size=8, batches_per_file=2,
-                  eval_iters=2, max_files=2, inference_refresh_seconds=0.0, inference_batch_size=1024)
-    values.update(overrides)
-    return Config(values)
+    return follower_provider_config(Provider, tmp_path, tiny_corpus, **{
+        'dataset': 'char_sampler_states', 'inference_batch_size': 1024, **overrides})
 
 
 def make_provider(tmp_path, tiny_corpus, **overrides):
     os.makedirs(tmp_path / 'out', exist_ok=True)
-    provider = Provider(provider_config(tmp_path, tiny_corpus, **overrides))
-    provider.logged = []
-    provider.log = provider.predictor.log = provider.follower.log = provider.logged.append
-    return provider
+    return logging_provider(Provider, provider_config(tmp_path, tiny_corpus, **overrides))
 
 
 def rows(provider, seed=0, n_rows=64, split='train'):
