@@ -44,7 +44,7 @@ from queue_io import atomic_json
 # -----------------------------------------------------------------------------
 # which models
 out_dir = 'out-shakespeare-char-quick'
-checkpoint_name = None           # the unmasking (or merged) model in out_dir; None = the newest ckpt_unmasking_<iter>.pt
+checkpoint_name = None           # the unmasking (or a merged) model in out_dir; None = newest ckpt_unmasking_<iter>.pt
 remasking_checkpoint_name = None  # a remasking model (name in remasking_out_dir, or a path); 'newest'; None = none
 remasking_out_dir = None         # None = out_dir
 reference_checkpoint_name = 'newest'  # the autoregressive reference (name or path); 'newest' skips when there is none

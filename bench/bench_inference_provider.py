@@ -188,7 +188,8 @@ def main():
     args = parser.parse_args()
     runs = [(os.path.relpath(path, REPO_ROOT), config_settings(path)) for path in args.config or []]
     if not runs:
-        runs = [('default mixture', dict(dataset='char_inference_replacement', train_corruption_mixture=INFERENCE_MIXTURE))]
+        runs = [('default mixture',
+                 dict(dataset='char_inference_replacement', train_corruption_mixture=INFERENCE_MIXTURE))]
         runs += [(os.path.relpath(path, REPO_ROOT), config_settings(path)) for path in SAMPLER_STATES_CONFIGS]
     results = [(name, measure_provider(args.device, args.files, settings)) for name, settings in runs]
     if args.train_threads:

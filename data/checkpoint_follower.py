@@ -128,10 +128,12 @@ class CheckpointFollower:
         refused = self.source['refused']
         if not refused:
             return None
-        if self.source['fallback']:
-            return (f"{self.fallback_name} gets random characters, not predictions: refused {refused} "
-                    f"(fallback_to_random=True)")
-        return f"predictions come from {self.predictor.describe()}, the newer checkpoint was refused: {refused}"
+        if not self.source['fallback']:
+            return f"predictions come from {self.predictor.describe()}, the newer checkpoint was refused: {refused}"
+        if self.fallback_to_random:
+            return (f"random characters, not predictions, in {self.fallback_name} (fallback_to_random=True): "
+                    f"refused {refused}")
+        return f"no data until a checkpoint fits: refused {refused}"
 
     # -------------------------------------------------------------------------
     # waiting for a first checkpoint

@@ -9,7 +9,7 @@ import queue_io
 from checkpoints import load_checkpoint, model_from_checkpoint
 from common import UserError
 from data.char_sampler_states.prepare_streaming import Provider
-from objectives import check_queue_fits
+from objectives import check_queue_fits, merged_labels
 from sampling_utils import sample_tokens, select_random
 from conftest import (TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, follower_provider_config, logging_provider,
                       save_tiny)
@@ -78,7 +78,11 @@ def test_left_masked_share_follows_its_range_and_makes_a_merged_queue(tmp_path, 
     masked = (x == MASK).sum(1)  # (N,)
     assert masked.min() >= round(0.2 * BLOCK_SIZE) and masked.max() <= round(0.4 * BLOCK_SIZE)
     assert torch.equal(y, clean)  # full labels: the clean window
-    assert ((x != y) & (x != MASK)).any()  # and visible wrong characters beside the [MASK]
+    # the labels train.py derives: [WRONG] exactly where a visible character differs from the original
+    wrong = (x != clean) & (x != MASK)
+    labels = merged_labels(x.long(), y.long(), MASK, VOCAB['wrong_token_id'])
+    assert wrong.any() and torch.equal(labels == VOCAB['wrong_token_id'], wrong)
+    assert torch.equal(labels[~wrong], clean.long()[~wrong])  # the original at [MASK] and right characters
     meta = provider.build_meta()
     assert meta['mixture_has_mask']
     check_queue_fits(meta, 'merged')

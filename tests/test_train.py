@@ -227,17 +227,24 @@ SAMPLER_STATES = ['--dataset=char_sampler_states', '--batch_size=4', '--block_si
                   '--eval_iters=2', '--data_seed=7', '--fallback_to_random=True', '--inference_refresh_seconds=0.0']
 
 
-def test_merged_run_on_its_own_sampler_states_writes_merged_checkpoints(tiny_corpus, tmp_path):
-    out_dir = tmp_path / 'out'
+def test_merged_run_writes_merged_checkpoints_and_prints_a_refused_checkpoint_once(tiny_corpus, tmp_path):
+    """A merged model on sampler states whose watched checkpoint does not fit: the producer falls back to
+    random characters, and the trainer says so once (issue 12, item 6)."""
+    from conftest import save_tiny
+    watched, out_dir = tmp_path / 'watched', tmp_path / 'out'
+    save_tiny(watched, 'ckpt_unmasking_100.pt', 100, block_size=64)  # the queue's block_size is 32
     code, out = run_script(['train.py', *SAMPLER_STATES, f'--input_file={tiny_corpus}',
                             f'--data_dir={tmp_path / "queue"}', *TINY_MODEL, f'--out_dir={out_dir}',
-                            '--training_type=merged', '--inference_training_type=merged',
+                            f'--checkpoint_dir={watched}', '--training_type=merged',
                             "--left_masked_ratio_range=(0.0, 1.0)", '--max_iters=4', '--always_save_checkpoint=True'])
     assert code == 0, out
     assert {'ckpt_merged_2.pt', 'ckpt_merged_4.pt', 'ckpt.pt'} <= set(os.listdir(out_dir)), os.listdir(out_dir)
     weights = torch.load(out_dir / 'ckpt_merged_4.pt', weights_only=False)
     assert weights['training_type'] == 'merged' and weights['meta']['corruption_type'] == 'sampler_states'
-    assert 'WARNING' not in out  # no checkpoint at first is the fallback's normal start, not a warning
+    warnings = [line for line in out.splitlines() if line.startswith('data: WARNING from the producer')]
+    assert len(warnings) == 1, out
+    assert "block_size=64 differs from the dataset's block_size=32" in warnings[0]
+    assert 'random characters' in warnings[0]
 
 
 def test_merged_refuses_a_queue_without_mask(tiny_corpus, queued, tmp_path):
@@ -245,17 +252,3 @@ def test_merged_refuses_a_queue_without_mask(tiny_corpus, queued, tmp_path):
                                       '--start_producer=False'))
     assert code == 2 and len(error_lines(out)) == 1, out
     assert 'config/train_merged.py' in error_lines(out)[0]
-
-
-def test_trainer_prints_the_producers_refusal_once(tiny_corpus, tmp_path):
-    """A producer that falls back to random characters because the watched checkpoint does not fit."""
-    from conftest import save_tiny
-    watched = tmp_path / 'watched'
-    save_tiny(watched, 'ckpt_unmasking_100.pt', 100, block_size=64)  # the queue's block_size is 32
-    code, out = run_script(['train.py', *SAMPLER_STATES, f'--input_file={tiny_corpus}',
-                            f'--data_dir={tmp_path / "queue"}', *TINY_MODEL, f'--out_dir={tmp_path / "out"}',
-                            f'--checkpoint_dir={watched}', '--training_type=remasking', '--max_iters=6'])
-    assert code == 0, out
-    warnings = [line for line in out.splitlines() if line.startswith('data: WARNING from the producer')]
-    assert len(warnings) == 1, out
-    assert "block_size=64 differs from the dataset's block_size=32" in warnings[0] and 'random characters' in warnings[0]

@@ -97,7 +97,8 @@ class CharInferenceReplacementProvider(DataProviderBase):
         return self.follower.heartbeat_extras()
 
     def summary_line(self, stats):
-        return f"{corruption.mask_ratio_summary(stats, self.log_prefix())}, {self.follower.describe(stats['checkpoint'])}"
+        used = self.follower.describe(stats['checkpoint'])
+        return f"{corruption.mask_ratio_summary(stats, self.log_prefix())}, {used}"
 
     def wait_until_ready(self):
         return self.follower.wait_until_ready(self, needed=self.mixture.share('train', 'prediction') > 0)
