@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import queue_io
+from common import UserError
 from conftest import REPO_ROOT, run_script, stop_process_group
 
 # a model and a queue small enough that a training run is a few seconds of import and startup
@@ -139,6 +140,30 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.save_checkpoints(model, optimizer, scaler, state, cfg, meta={'stoi': {}})
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+def test_merged_checkpoints_are_named_found_and_resumed_as_their_own_kind(tmp_path):
+    import types
+    import train
+    from checkpoints import newest_checkpoint, prune_checkpoints
+    from configurator import Config
+    from model import GPT, GPTConfig
+    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=5, dropout=0.0, bias=False,
+                      attention_type='bidirectional', pos_encoding='learned')
+    meta = {'stoi': {'a': 0, 'b': 1, 'c': 2}}
+    model = GPT(GPTConfig(**model_args))
+    cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), training_type='merged')
+    state = train.RunState(run_id='abc', model_args=model_args, tokens_per_iter=16, iter_num=3, best_val_loss=1.0)
+    train.save_checkpoints(model, torch.optim.AdamW(model.parameters()), torch.amp.GradScaler('cpu', enabled=False),
+                           state, cfg, meta=meta)
+    (tmp_path / 'ckpt_unmasking_9.pt').write_bytes(b'x')
+    assert newest_checkpoint(str(tmp_path), 'merged') == str(tmp_path / 'ckpt_merged_3.pt')
+    compute = types.SimpleNamespace(device='cpu')
+    assert train.load_resumable(cfg, compute, meta, model_args)['training_type'] == 'merged'
+    with pytest.raises(UserError, match='it is a merged checkpoint, not unmasking'):
+        train.load_resumable(Config(cfg, training_type='unmasking'), compute, meta, model_args)
+    prune_checkpoints(str(tmp_path), 'unmasking', keep_last=1)  # other kinds are left alone
+    assert {'ckpt_merged_3.pt', 'ckpt_unmasking_9.pt'} <= set(os.listdir(tmp_path))
 
 
 def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
