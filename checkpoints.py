@@ -7,6 +7,7 @@ Names in out_dir:
     ckpt_unmasking_<iter>.pt                 weights of an unmasking run at <iter>
     ckpt_remasking_<loss_type>_<iter>.pt     weights of a remasking run (loss_type: corrupted_only | all_positions)
     ckpt_autoregressive_<iter>.pt            weights of the autoregressive reference model
+    ckpt_merged_<iter>.pt                    weights of a merged (unmasking + remasking in one) run
     ckpt.pt                                  the latest save of the run, plus optimizer and RNG state to resume
 
 Every checkpoint holds: model, model_args, iter_num, best_val_loss, config (fully resolved),
@@ -34,7 +35,7 @@ from queue_io import PLAIN_CONTAINERS, PLAIN_SCALARS, atomic_torch_save, plain_p
 LATEST_NAME = 'ckpt.pt'
 # the architecture keys of model_args that two models must share to continue or replace each other
 ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
-_VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive)_(\d+)\.pt$')
+_VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive|merged)_(\d+)\.pt$')
 TRUST_KEY = 'trust_checkpoint_pickle'  # the scripts' key for trust_pickle
 # what torch.load(weights_only=True) builds, and so all a checkpoint may hold (state_dict() is an OrderedDict)
 CHECKPOINT_SCALARS = PLAIN_SCALARS + (torch.Tensor,)
@@ -44,7 +45,7 @@ _noted_trusted = set()  # paths whose full unpickling this process has already r
 
 
 def run_kind(training_type, remasking_loss_type=None):
-    """'unmasking', 'remasking_<loss_type>' or 'autoregressive': the middle of a checkpoint name."""
+    """'unmasking', 'remasking_<loss_type>', 'autoregressive' or 'merged': the middle of a checkpoint name."""
     return f'remasking_{remasking_loss_type}' if training_type == 'remasking' else training_type
 
 

@@ -44,7 +44,7 @@ from queue_io import atomic_json
 # -----------------------------------------------------------------------------
 # which models
 out_dir = 'out-shakespeare-char-quick'
-checkpoint_name = None           # the unmasking model in out_dir; None = the newest ckpt_unmasking_<iter>.pt
+checkpoint_name = None           # the unmasking (or a merged) model in out_dir; None = newest ckpt_unmasking_<iter>.pt
 remasking_checkpoint_name = None  # a remasking model (name in remasking_out_dir, or a path); 'newest'; None = none
 remasking_out_dir = None         # None = out_dir
 reference_checkpoint_name = 'newest'  # the autoregressive reference (name or path); 'newest' skips when there is none
@@ -94,9 +94,10 @@ class Models:
     unmasker: generate.Forward    # its .model is the GPT itself (the validation loss calls it)
     vocab: generate.Vocab
     remasking_path: str = None
-    remasker: generate.Forward = None
+    remasker: generate.Forward = None  # a merged model's: its own network, counted apart
     reference_path: str = None
     reference: generate.Forward = None
+    merged: bool = False          # one merged checkpoint is both the unmasking and the remasking model
 
 
 @dataclass
@@ -164,9 +165,28 @@ def load_reference_checkpoint(cfg):
     return path, ckpt
 
 
+def load_merged_checkpoint(cfg):
+    """(path, checkpoint) when checkpoint_name is a merged model, else (None, None)."""
+    if not cfg.checkpoint_name:
+        return None, None  # the newest *unmasking* checkpoint is looked up, never a merged one
+    path = generate.find_checkpoint(cfg.out_dir, cfg.checkpoint_name, 'unmasking')
+    ckpt = load_checkpoint(path)  # memory-mapped: loading it again for an unmasking model costs little
+    if ckpt.get('training_type') != 'merged':
+        return None, None
+    if cfg.remasking_checkpoint_name:
+        raise UserError(f"{path} is a merged model, its own remasker: drop remasking_checkpoint_name="
+                        f"{cfg.remasking_checkpoint_name!r}, or evaluate that remasker with an unmasking model")
+    return path, ckpt
+
+
 def load_models(cfg, device):
-    path, ckpt = generate.load_unmasking_checkpoint(cfg)
-    rpath, rckpt = generate.load_remasking_checkpoint(cfg)
+    path, ckpt = load_merged_checkpoint(cfg)
+    merged = ckpt is not None
+    if merged:  # NELBO from its [MASK] predictions, detection from its [WRONG] probabilities
+        rpath, rckpt = path, ckpt
+    else:
+        path, ckpt = generate.load_unmasking_checkpoint(cfg)
+        rpath, rckpt = generate.load_remasking_checkpoint(cfg)
     apath, ackpt = load_reference_checkpoint(cfg)
     generate.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
     generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
@@ -177,8 +197,11 @@ def load_models(cfg, device):
         raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
                         f"with the unmasking model's block_size")
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, remasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
-    return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference)
+    unmasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, ackpt))
+    # a merged model's remasker is the same network in its own Forward, so its passes are counted apart
+    remasker = generate.Forward(unmasker.model, ctx) if merged else generate.load_forward(rckpt, device, ctx)
+    return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference,
+                  merged=merged)
 
 
 def load_corpus(ckpt, device):

@@ -8,6 +8,9 @@ builds labels. See docs/model.md for what each objective teaches the model.
     remasking       x has real but wrong characters at some positions; learn the original character
                     where x is right and [WRONG] where x was corrupted. Two loss scopes:
                     'corrupted_only' (Approach A) and 'all_positions' (Approach B).
+    merged          both jobs in one network: x has [MASK] at some positions and real but wrong
+                    characters at others; learn the original at [MASK], and at every visible
+                    position the character itself where x is right and [WRONG] where it was corrupted.
     autoregressive  the causal reference model: next-character prediction on clean text.
 """
 
@@ -20,10 +23,11 @@ from torch.nn import functional as F
 from common import UserError
 from data.corpus import IGNORE_INDEX
 
-TRAINING_TYPES = ('unmasking', 'remasking', 'autoregressive')
+TRAINING_TYPES = ('unmasking', 'remasking', 'autoregressive', 'merged')
 REMASKING_LOSS_TYPES = ('corrupted_only', 'all_positions')
-# corruptions that put only real characters into x (no [MASK]): what a remasking model must see
-MASK_FREE_CORRUPTIONS = ('random_replacement', 'inference_replacement')
+# corruptions that put only real characters into x unless meta['mixture_has_mask'] says they add
+# [MASK] too: what a remasking model must see
+MASK_FREE_CORRUPTIONS = ('random_replacement', 'inference_replacement', 'sampler_states')
 
 
 def _cross_entropy_per_row(logits, labels):
@@ -76,12 +80,22 @@ def remasking_labels(x, y, wrong_token_id, loss_type):
     raise UserError(f"remasking_loss_type={loss_type!r} is unknown; use one of {REMASKING_LOSS_TYPES}")
 
 
-def _logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_token_id):
+def merged_labels(x, y, mask_token_id, wrong_token_id):
+    """Labels (B, T) of the merged model, at every position: the original character where x is
+    [MASK] (unmasking) or right, [WRONG] where x holds a real character that differs from y
+    (remasking, Approach B). Needs full targets, like remasking."""
+    targets, _ = remasking_targets(x, y, wrong_token_id)  # (B, T): [WRONG] wherever x != y, [MASK] included
+    return torch.where(x == mask_token_id, y, targets)
+
+
+def _logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_token_id, mask_token_id):
     """The logits and the labels (with IGNORE_INDEX where no loss) that define each training type."""
     if training_type == 'unmasking':
         return logits, y
     if training_type == 'remasking':
         return logits, remasking_labels(x, y, wrong_token_id, remasking_loss_type)
+    if training_type == 'merged':
+        return logits, merged_labels(x, y, mask_token_id, wrong_token_id)
     if training_type == 'autoregressive':
         # position t predicts character t+1; the model must have been fed clean_text(x, y) (x == y for
         # a full-label queue with no corruption), otherwise this is not the autoregressive reference
@@ -89,15 +103,16 @@ def _logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_t
     raise UserError(f"training_type={training_type!r} is unknown; use one of {TRAINING_TYPES}")
 
 
-def per_row_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None):
+def per_row_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None, mask_token_id=None):
     """(loss_sum (B,), count (B,)) for each row, so that losses can be averaged per validation stage:
     stage loss = loss_sum[rows].sum() / count[rows].sum()."""
-    return _cross_entropy_per_row(*_logits_and_labels(logits, x, y, training_type, remasking_loss_type, wrong_token_id))
+    return _cross_entropy_per_row(*_logits_and_labels(logits, x, y, training_type, remasking_loss_type,
+                                                      wrong_token_id, mask_token_id))
 
 
-def compute_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None):
+def compute_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None, mask_token_id=None):
     """Scalar training loss: logits (B, T, V) from the model on input x (B, T); y (B, T) the queue's labels."""
-    return _mean(*per_row_loss(logits, x, y, training_type, remasking_loss_type, wrong_token_id))
+    return _mean(*per_row_loss(logits, x, y, training_type, remasking_loss_type, wrong_token_id, mask_token_id))
 
 
 def unmasking_loss(logits, targets):
@@ -145,8 +160,8 @@ def validation_loss(model, batches, meta, training_type, remasking_loss_type=Non
             continue
         with autocast or nullcontext():
             logits, _ = model(model_input(batch['x'], batch['y'], training_type))  # (B, T, V)
-        loss_sum, count = per_row_loss(logits, batch['x'], batch['y'], training_type,
-                                       remasking_loss_type, meta['wrong_token_id'])  # (B,), (B,)
+        loss_sum, count = per_row_loss(logits, batch['x'], batch['y'], training_type, remasking_loss_type,
+                                       meta['wrong_token_id'], meta['mask_token_id'])  # (B,), (B,)
         sums[0] += loss_sum.sum().double()
         sums[1] += count.sum().double()
         if n and 'stage' in batch:
@@ -166,24 +181,36 @@ def validation_loss(model, batches, meta, training_type, remasking_loss_type=Non
     return losses
 
 
+# for the training types that need a particular queue: the config that makes one
+QUEUE_FIXES = {
+    'remasking': ("use config/train_remasking_all_positions.py (char_random_replacement with "
+                  "dataset_partial_targets=False and train_corruption_mixture with mask weight 0)"),
+    'merged': ("use config/train_merged.py (char_sampler_states with left_masked_ratio_range above 0), or "
+               "char_random_replacement with dataset_partial_targets=False and a mask weight above 0"),
+}
+
+
 def check_queue_fits(meta, training_type):
     """Raise UserError (one line naming the config to use) when the queue described by `meta` cannot
     train `training_type`.
 
     unmasking accepts partial or full labels. remasking needs full labels and corruption made only of
-    real characters (no [MASK] share), because it derives [WRONG] from x != y. autoregressive accepts
-    any queue: it learns from clean_text(x, y), which every label semantics can reconstruct.
+    real characters (no [MASK] share), because it derives [WRONG] from x != y. merged needs full labels
+    and a [MASK] share (it learns to fill [MASK] and to flag the other changed characters).
+    autoregressive accepts any queue: it learns from clean_text(x, y), which every label semantics can
+    reconstruct.
     """
     if training_type not in TRAINING_TYPES:
         raise UserError(f"training_type={training_type!r} is unknown; use one of {TRAINING_TYPES}")
-    if training_type != 'remasking':
+    if training_type not in QUEUE_FIXES:
         return
-    remasking_fix = ("use config/train_remasking_all_positions.py (char_random_replacement with "
-                     "dataset_partial_targets=False and train_corruption_mixture with mask weight 0)")
+    fix = QUEUE_FIXES[training_type]
+    queue = (f"the queue has label_semantics={meta.get('label_semantics')!r}, corruption_type="
+             f"{meta.get('corruption_type')!r}, mixture_has_mask={meta.get('mixture_has_mask')!r}")
     if meta.get('label_semantics') != 'full':
-        raise UserError(f"remasking needs full targets but the queue has label_semantics="
-                        f"{meta.get('label_semantics')!r}: {remasking_fix}")
-    if meta.get('mixture_has_mask') or meta.get('corruption_type') not in MASK_FREE_CORRUPTIONS:
-        raise UserError(f"remasking needs full targets without a [MASK] share but the queue has corruption_type="
-                        f"{meta.get('corruption_type')!r}, mixture_has_mask={meta.get('mixture_has_mask')!r}: "
-                        f"{remasking_fix}")
+        raise UserError(f"{training_type} needs full targets but {queue}: {fix}")
+    has_mask = meta.get('mixture_has_mask') or meta.get('corruption_type') not in MASK_FREE_CORRUPTIONS
+    if training_type == 'remasking' and has_mask:
+        raise UserError(f"remasking needs full targets without a [MASK] share but {queue}: {fix}")
+    if training_type == 'merged' and not meta.get('mixture_has_mask'):
+        raise UserError(f"merged needs [MASK] positions in x (besides wrong characters) but {queue}: {fix}")

@@ -125,6 +125,7 @@ class DataProviderBase:
         self.stop_requested = False
         self.interrupted = False        # a Ctrl-C (SIGINT) asked to stop: prepare.py then exits with 130
         self.last_beat = float('-inf')  # monotonic time of the last heartbeat: never yet
+        self.last_beat_extras = {}      # the heartbeat_extras() it carried
         self.old_num_threads = None     # torch's thread count before start(), restored by close()
         self.old_handlers = {}          # signal handlers replaced by start(), restored by close()
         self.check_base_config()
@@ -178,6 +179,10 @@ class DataProviderBase:
     def wait_until_ready(self):
         """Block until rows can be made (e.g. a first checkpoint has appeared); False when told to stop."""
         return True
+
+    def heartbeat_extras(self):
+        """Extra entries for the heartbeat, e.g. {'warning': ...}: train.py prints a warning once."""
+        return {}
 
     # -------------------------------------------------------------------------
     # config, meta and fingerprint
@@ -384,9 +389,11 @@ class DataProviderBase:
 
     def beat(self, status, force=False):
         now = time.monotonic()
-        if force or now - self.last_beat >= HEARTBEAT_EVERY:
-            queue_io.write_heartbeat(self.data_dir, self.worker_id, dataset=self.dataset, status=status)
-            self.last_beat = now
+        extras = self.heartbeat_extras()
+        # a new warning goes out at once: train.py may be about to read its first files
+        if force or now - self.last_beat >= HEARTBEAT_EVERY or extras != self.last_beat_extras:
+            queue_io.write_heartbeat(self.data_dir, self.worker_id, dataset=self.dataset, status=status, **extras)
+            self.last_beat, self.last_beat_extras = now, extras
 
     # -------------------------------------------------------------------------
     # running and stopping

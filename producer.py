@@ -10,6 +10,9 @@ first heartbeat, and stop it when training ends.
 A trainer killed with SIGKILL cannot stop its producer, so the producer watches it instead: it gets
 the trainer's pid in the PARENT_PID_ENV environment variable (prepare.py reads it) and leaves when
 that process is gone.
+
+A producer that makes other data than the run asked for (say, random characters because the watched
+checkpoint does not fit) puts a 'warning' into its heartbeat; `ProducerWarnings` prints each one once.
 """
 
 import os
@@ -91,3 +94,23 @@ def stop_producer(proc, timeout=STOP_TIMEOUT):
         proc.kill()
         proc.wait()
     print0(f"data: stopped producer pid {proc.pid}")
+
+
+class ProducerWarnings:
+    """The warnings the live producers of a queue put into their heartbeats, each printed once
+    (several workers with the same warning print it once)."""
+
+    def __init__(self, queue_dir):
+        self.queue_dir = queue_dir
+        self.seen = set()
+
+    def check(self):
+        """Print the warnings not printed yet; returns them."""
+        new = []
+        for beat in live_producers(self.queue_dir):
+            warning = beat.get('warning')
+            if warning and warning not in self.seen:
+                self.seen.add(warning)
+                new.append(warning)
+                print0(f"data: WARNING from the producer (pid {beat['pid']}): {warning}")
+        return new

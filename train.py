@@ -1,6 +1,6 @@
 """
-Train a character-level diffusion model (unmasking or remasking) or the autoregressive reference,
-reading (x, y) batches from the dataset's file-system queue.
+Train a character-level diffusion model (unmasking, remasking, or both merged in one network) or the
+autoregressive reference, reading (x, y) batches from the dataset's file-system queue.
 
 Single process (CPU or one GPU):
 $ python train.py config/train_shakespeare_char_quick.py
@@ -74,7 +74,7 @@ attention_type = 'bidirectional'  # 'bidirectional' for diffusion, 'causal' for 
 pos_encoding = 'learned'    # 'learned' | 'rotary'
 position_encoding = None    # the original project's name for pos_encoding: read as pos_encoding, with a note
 # objective
-training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'autoregressive'
+training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'merged' | 'autoregressive'
 remasking_loss_type = 'all_positions'  # 'corrupted_only' (Approach A) | 'all_positions' (Approach B)
 # AdamW
 learning_rate = 1e-3
@@ -350,8 +350,8 @@ def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
         batch = consumer.get_batch_dict('train')
         with compute.autocast:
             logits, _ = model(model_input(batch['x'], batch['y'], cfg.training_type))  # (B, T, V)
-            loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type,
-                                cfg.remasking_loss_type, consumer.meta['wrong_token_id'])
+            loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type, cfg.remasking_loss_type,
+                                consumer.meta['wrong_token_id'], consumer.meta['mask_token_id'])
             loss = loss / micro_steps  # the gradients sum over micro-steps: scale to a mean
         scaler.scale(loss).backward()
         total += loss.detach()

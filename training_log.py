@@ -12,6 +12,7 @@ that writes it); docs/training.md says what each figure means.
 import re
 
 from common import print0
+from producer import ProducerWarnings
 
 ITERATION_LINE = re.compile(r'^iter (?P<iter>\d+)/\d+ \| loss \S+ \| lr \S+ \| (?P<ms>[\d.]+) ms/iter \| '
                             r'(?P<tok_s>[\d,]+) tok/s(?: \| mfu (?P<mfu>[\d.]+)%)? \| data wait (?P<wait>[\d.]+)%')
@@ -37,13 +38,14 @@ def format_seconds(seconds):
 class TrainingLog:
     """The iteration line (loss, ms/iter, tokens/s, MFU with `mfu_model`, data-wait share: averages over
     the iterations since the previous line, and an ETA) and the evaluation line, printed and sent to
-    `wandb_run` (None: not)."""
+    `wandb_run` (None: not); with each, any new warning of the queue's producers (printed once)."""
 
     def __init__(self, cfg, consumer, tokens_per_iter, mfu_model=None, wandb_run=None):
         self.cfg, self.consumer, self.tokens_per_iter = cfg, consumer, tokens_per_iter
         self.mfu_model, self.wandb_run = mfu_model, wandb_run
         self.mean_dt = None  # smoothed seconds per iteration, for the ETA
         self.steps, self.wait_start = [], consumer.wait_seconds  # (seconds, loss) since the previous line
+        self.producer_warnings = ProducerWarnings(consumer.data_dir)
 
     def add_step(self, dt, loss):
         self.steps.append((dt, loss))
@@ -65,12 +67,14 @@ class TrainingLog:
         print0(f"iter {iter_num}/{self.cfg.max_iters} | loss {loss:.4f} | lr {lr:.2e} | "
                f"{dt * 1000:.1f} ms/iter | {record['tokens_per_sec']:,.0f} tok/s{mfu_text} | "
                f"data wait {wait * 100:.1f}% | eta {eta}")
+        self.producer_warnings.check()
         self.to_wandb(record, iter_num)
 
     def evaluation(self, iter_num, lr, losses, best_val_loss):
         """The evaluation line: `losses` as objectives.validation_loss gives them."""
         stage_text = ''.join(f", {k[4:]} {v:.4f}" for k, v in losses.items() if k != 'val/loss')
         print0(f"eval iter {iter_num}: val loss {losses['val/loss']:.4f}{stage_text} (best {best_val_loss:.4f})")
+        self.producer_warnings.check()  # prints on the master only (print0)
         self.to_wandb({'iter': iter_num, 'lr': lr, **losses}, iter_num)
 
     def to_wandb(self, record, iter_num):

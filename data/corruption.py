@@ -268,7 +268,7 @@ class Mixture:
 # ----------------------------------------------------------------------------------------------
 # statistics of a file and its log line
 
-def _min_max(values):
+def min_max(values):
     """(min, max) of a 1-D float tensor as Python floats, or None when it is empty."""
     if values.numel() == 0:
         return None
@@ -285,28 +285,30 @@ def branch_stats(original, corrupted, selected, branch, branch_names):
     """
     block_size = original.shape[1]
     changed = original != corrupted  # (N, T)
-    stats = {'initial': _min_max(selected.sum(1) / block_size),
-             'final': _min_max(changed.sum(1) / block_size),
+    stats = {'initial': min_max(selected.sum(1) / block_size),
+             'final': min_max(changed.sum(1) / block_size),
              'total': {}, 'change_frac': {}}
     for index, name in enumerate(branch_names):  # a handful of branches
         routed = branch == index  # (N, T)
         routed_count = routed.sum(1)  # (N,)
         changed_count = (routed & changed).sum(1)  # (N,)
         has_branch = routed_count > 0
-        stats['total'][name] = _min_max(routed_count / block_size)
-        stats['change_frac'][name] = _min_max(changed_count[has_branch] / routed_count[has_branch])
+        stats['total'][name] = min_max(routed_count / block_size)
+        stats['change_frac'][name] = min_max(changed_count[has_branch] / routed_count[has_branch])
     return stats
 
 
-def _pair(min_max):
-    return 'n/a' if min_max is None else f"{min_max[0]:.4f}/{min_max[1]:.4f}"
+def format_min_max(pair):
+    """'min/max' of a `min_max` pair, or 'n/a' for None."""
+    return 'n/a' if pair is None else f"{pair[0]:.4f}/{pair[1]:.4f}"
 
 
 def format_mask_ratio_line(stats, prefix='[provider]'):
     """The one-line summary of `branch_stats`, in the format of the provider docs."""
-    parts = [f"initial min/max={_pair(stats['initial'])}", f"final min/max={_pair(stats['final'])}"]
-    parts += [f"{name} total={_pair(pair)}" for name, pair in stats['total'].items()]
-    parts += [f"{name} change frac={_pair(pair)}" for name, pair in stats['change_frac'].items()]
+    parts = [f"initial min/max={format_min_max(stats['initial'])}",
+             f"final min/max={format_min_max(stats['final'])}"]
+    parts += [f"{name} total={format_min_max(pair)}" for name, pair in stats['total'].items()]
+    parts += [f"{name} change frac={format_min_max(pair)}" for name, pair in stats['change_frac'].items()]
     return f"{prefix} mask ratios: " + ', '.join(parts)
 
 

@@ -1,10 +1,17 @@
-"""Shared fixtures: a tiny corpus, and a guard that no test leaves a child process behind."""
+"""Shared fixtures: a tiny corpus, tiny checkpoints, and a guard that no test leaves a child process behind."""
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 
 import pytest
+import torch
+
+from checkpoints import save_checkpoint
+from configurator import Config
+from data.corpus import build_vocab
+from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CORPUS = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'tinyshakespeare', 'input.txt')
@@ -57,3 +64,51 @@ def stop_process_group(proc, timeout=10):
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+# -----------------------------------------------------------------------------
+# tiny checkpoints of tiny_text()'s vocabulary, as train.py writes them (for the providers that follow one)
+
+TINY_BLOCK_SIZE = 32
+TINY_VOCAB = build_vocab(tiny_text())
+
+
+def tiny_checkpoint(iter_num, block_size=TINY_BLOCK_SIZE, training_type='unmasking', stoi=None, seed=0,
+                    vocab_size=None):
+    """A checkpoint dict as train.py writes it, for a 1-layer GPT with random weights; `vocab_size`
+    other than the vocabulary's makes a damaged one."""
+    torch.manual_seed(seed + iter_num)
+    config = GPTConfig(block_size=block_size, vocab_size=TINY_VOCAB['vocab_size'], n_layer=1, n_head=2, n_embd=16)
+    meta = dict(stoi=stoi or TINY_VOCAB['stoi'], itos=TINY_VOCAB['itos'], vocab_size=TINY_VOCAB['vocab_size'],
+                mask_token_id=TINY_VOCAB['mask_token_id'], wrong_token_id=TINY_VOCAB['wrong_token_id'])
+    model_args = dict(dataclasses.asdict(config), vocab_size=vocab_size or config.vocab_size)
+    return dict(model=GPT(config).state_dict(), model_args=model_args, iter_num=iter_num,
+                best_val_loss=1.0, config={}, meta=meta, training_type=training_type,
+                remasking_loss_type='all_positions', run_id='test')
+
+
+def save_tiny(folder, name, iter_num, **kwargs):
+    """tiny_checkpoint(iter_num, **kwargs) saved atomically as folder/name; returns the path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    save_checkpoint(tiny_checkpoint(iter_num, **kwargs), path)
+    return path
+
+
+def follower_provider_config(provider_cls, tmp_path, tiny_corpus, **values):
+    """A Config for a provider that follows checkpoints (`provider_cls`): its queue in tmp_path/queue,
+    the watched folder tmp_path/out, a tiny shape, looking for new checkpoints before every file."""
+    config = dict(provider_cls.config_defaults())
+    config.update(input_file=tiny_corpus, data_dir=str(tmp_path / 'queue'), checkpoint_dir=str(tmp_path / 'out'),
+                  block_size=TINY_BLOCK_SIZE, batch_size=8, batches_per_file=2, eval_iters=2, max_files=2,
+                  inference_refresh_seconds=0.0)
+    config.update(values)
+    return Config(config)
+
+
+def logging_provider(provider_cls, cfg):
+    """provider_cls(cfg) whose log lines (its checkpoint follower's too) are kept in provider.logged."""
+    provider = provider_cls(cfg)
+    provider.logged = []
+    provider.log = provider.predictor.log = provider.follower.log = provider.logged.append
+    return provider

@@ -16,7 +16,7 @@ from prepare_streaming import provider_keys_if_known
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, 'config', '*.py')))
 QUICK = ['train_shakespeare_char_quick', 'train_remasking_all_positions', 'train_remasking_corrupted_only',
-         'train_remasking_from_predictions', 'train_autoregressive']
+         'train_remasking_from_predictions', 'train_autoregressive', 'train_remasking_sampler_states', 'train_merged']
 BABY = ['train_char_diffusion', 'train_char_random_replacement_targets_full',
         'train_char_inference_replacement_targets_full_agressive']
 # what must agree between configs whose models are used together: the architecture and the optimiser

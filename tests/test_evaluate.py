@@ -279,6 +279,23 @@ def test_evaluate_in_process_without_remasking_or_reference(tiny_runs, capsys):
     assert modes['intelligent']['iterations'] == 6  # no remasking model: one forward pass per iteration
 
 
+def test_a_merged_checkpoint_is_both_the_unmasking_and_the_remasking_model(tiny_runs, tiny_corpus, tmp_path):
+    path = tmp_path / 'ckpt_merged_10.pt'
+    save_tiny(path, tiny_corpus, 'merged')
+    cfg = load_config(evaluate.DEFAULTS, [f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt', *TINY_ARGS])
+    models = evaluate.load_models(cfg, 'cpu')
+    assert models.merged and models.path == models.remasking_path == str(path)
+    assert models.remasker.model is models.unmasker.model and models.remasker is not models.unmasker
+    report = evaluate.main([f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt',
+                            f'--reference_out_dir={tiny_runs / "ar"}', '--sections=loss,remasking', *TINY_ARGS])
+    assert report['remasking_checkpoint'] == str(path)
+    assert 4 < report['loss']['elbo']['bits_per_char'] < 9  # [MASK] predictions over real characters only
+    assert 0 <= report['remasking']['random']['auroc'] <= 1  # [WRONG] probabilities of the same network
+    with pytest.raises(UserError, match='its own remasker'):
+        evaluate.main([f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt',
+                       '--remasking_checkpoint_name=newest', f'--remasking_out_dir={tiny_runs / "remask"}'])
+
+
 @pytest.mark.parametrize('args, message', [
     (['--sections=loss,typo'], 'sections'),
     (['--elbo_estimator=exact'], 'elbo_estimator'),

@@ -1,5 +1,4 @@
 """The char_inference_replacement provider and its checkpoint watcher, on tiny models and shapes."""
-import dataclasses
 import os
 import threading
 import time
@@ -8,39 +7,16 @@ import pytest
 import torch
 
 import queue_io
-from checkpoints import save_checkpoint
 from common import UserError
-from configurator import Config
 from data.checkpoint_predictor import CheckpointPredictionCorruptor
 from data.char_inference_replacement.prepare_streaming import BRANCH_NAMES, Provider
-from data.corpus import build_vocab
 from model import GPT, GPTConfig
-from conftest import tiny_text
-
-BLOCK_SIZE = 32
-VOCAB = build_vocab(tiny_text())
+from conftest import (TINY_BLOCK_SIZE as BLOCK_SIZE, TINY_VOCAB as VOCAB, follower_provider_config, logging_provider,
+                      save_tiny, tiny_checkpoint)
 
 
 # -----------------------------------------------------------------------------
 # helpers
-
-
-def tiny_checkpoint(iter_num, block_size=BLOCK_SIZE, training_type='unmasking', stoi=None, seed=0):
-    """A checkpoint dict as train.py writes it, for a 1-layer GPT with random weights."""
-    torch.manual_seed(seed + iter_num)
-    config = GPTConfig(block_size=block_size, vocab_size=VOCAB['vocab_size'], n_layer=1, n_head=2, n_embd=16)
-    meta = dict(stoi=stoi or VOCAB['stoi'], itos=VOCAB['itos'], vocab_size=VOCAB['vocab_size'],
-                mask_token_id=VOCAB['mask_token_id'], wrong_token_id=VOCAB['wrong_token_id'])
-    return dict(model=GPT(config).state_dict(), model_args=dataclasses.asdict(config), iter_num=iter_num,
-                best_val_loss=1.0, config={}, meta=meta, training_type=training_type,
-                remasking_loss_type='all_positions', run_id='test')
-
-
-def save_tiny(folder, name, iter_num, **kwargs):
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, name)
-    save_checkpoint(tiny_checkpoint(iter_num, **kwargs), path)
-    return path
 
 
 class FakeClock:
@@ -58,21 +34,13 @@ def watcher(folder, log=None, clock=None, **kwargs):
 
 
 def provider_config(tmp_path, tiny_corpus, **overrides):
-    values = dict(Provider.config_defaults())
-    values.update(dataset='char_inference_replacement', input_file=tiny_corpus, data_dir=str(tmp_path / 'queue'), checkpoint_dir=str(tmp_path / 'out'),
-                  block_size=BLOCK_SIZE, batch_size=8, batches_per_file=2, eval_iters=2, max_files=2,
-                  mask_probability=0.5, inference_refresh_seconds=0.0)
-    values.update(overrides)
-    return Config(values)
+    return follower_provider_config(Provider, tmp_path, tiny_corpus, **{
+        'dataset': 'char_inference_replacement', 'mask_probability': 0.5, **overrides})
 
 
 def make_provider(tmp_path, tiny_corpus, **overrides):
     os.makedirs(tmp_path / 'out', exist_ok=True)
-    provider = Provider(provider_config(tmp_path, tiny_corpus, **overrides))
-    provider.logged = []
-    provider.log = provider.logged.append  # keep lines for the assertions (and the predictor's)
-    provider.predictor.log = provider.log
-    return provider
+    return logging_provider(Provider, provider_config(tmp_path, tiny_corpus, **overrides))
 
 
 def corrupt(provider, split='train', rows=64, seed=0):
@@ -103,7 +71,8 @@ def test_watcher_picks_newest_iteration_among_decoys(tmp_path):
     save_tiny(tmp_path, '.ckpt_unmasking_998.pt.tmp-1-0', 998)
     predictor = watcher(tmp_path)
     assert predictor.refresh()
-    assert predictor.source() == {'path': str(tmp_path / 'ckpt_unmasking_200.pt'), 'iter': 200, 'fallback': False}
+    assert predictor.source() == {'path': str(tmp_path / 'ckpt_unmasking_200.pt'), 'iter': 200, 'fallback': False,
+                                  'refused': None}
 
 
 def test_watcher_falls_back_to_ckpt_pt_of_its_kind_only(tmp_path):
@@ -256,7 +225,7 @@ def test_fallback_produces_files_before_any_checkpoint(tmp_path, tiny_corpus, ca
     files = written_files(provider, 'train') + written_files(provider, 'val')
     assert len(files) == 3
     for tensors, info in files:
-        assert info['checkpoint'] == {'path': None, 'iter': None, 'fallback': True}
+        assert info['checkpoint'] == {'path': None, 'iter': None, 'fallback': True, 'refused': None}
         assert tensors['x'].shape == (16, BLOCK_SIZE) and torch.equal(tensors['y'].long() >= 0,
                                                                       torch.ones(16, BLOCK_SIZE, dtype=torch.bool))
     meta = queue_io.read_meta(provider.data_dir)
@@ -271,8 +240,10 @@ def test_bad_checkpoint_is_refused_and_the_provider_keeps_producing(tmp_path, ti
     save_tiny(out, 'ckpt_unmasking_200.pt', 200, block_size=BLOCK_SIZE // 2)
     provider = make_provider(tmp_path, tiny_corpus, max_files=3)
     assert provider.run() == 3
+    bad = f"{out / 'ckpt_unmasking_200.pt'}: its block_size={BLOCK_SIZE // 2} differs from the dataset's"
     for _, info in written_files(provider, 'train') + written_files(provider, 'val'):
-        assert info['checkpoint'] == {'path': good, 'iter': 100, 'fallback': False}
+        assert info['checkpoint']['path'] == good and info['checkpoint']['iter'] == 100
+        assert info['checkpoint']['refused'].startswith(bad)  # the file says it is not from the newest
     assert sum(line.startswith('refusing checkpoint') for line in provider.logged) == 1
 
 
@@ -317,3 +288,57 @@ def test_waiting_provider_starts_once_a_checkpoint_appears(tmp_path, tiny_corpus
     assert provider.run() == 1
     assert 'waiting for a checkpoint' in beats
     assert all(info['checkpoint']['iter'] == 7 for _, info in written_files(provider, 'train'))
+
+
+# -----------------------------------------------------------------------------
+# checkpoints that do not fit: never silent (issue 12, items 6 and 13)
+
+
+def test_damaged_vocab_size_is_refused_like_the_others_also_after_a_restart(tmp_path, tiny_corpus):
+    out = tmp_path / 'out'
+    good = save_tiny(out, 'ckpt_unmasking_100.pt', 100)
+    save_tiny(out, 'ckpt_unmasking_200.pt', 200, vocab_size=VOCAB['vocab_size'] + 5)  # model_args disagree
+    for start in ('first', 'restart while the damaged file is still the newest'):
+        provider = make_provider(tmp_path, tiny_corpus, max_files=1)
+        assert provider.run() == 1, start  # no IndexError from predict: the file is never used
+        refusals = [line for line in provider.logged if line.startswith('refusing checkpoint')]
+        assert len(refusals) == 1 and f"vocab_size={VOCAB['vocab_size'] + 5} does not fit" in refusals[0], start
+        assert all(info['checkpoint']['path'] == good for _, info in written_files(provider, 'train'))
+
+
+def test_damaged_vocab_size_alone_gives_the_fallback_and_says_why(tmp_path, tiny_corpus):
+    save_tiny(tmp_path / 'out', 'ckpt_unmasking_200.pt', 200, vocab_size=VOCAB['vocab_size'] - 1)
+    provider = make_provider(tmp_path, tiny_corpus, fallback_to_random=True, max_files=1)
+    assert provider.run() == 1
+    for _, info in written_files(provider, 'train'):
+        assert info['checkpoint']['fallback'] and 'does not fit its vocabulary' in info['checkpoint']['refused']
+
+
+def test_refused_checkpoint_with_fallback_is_repeated_in_every_line_and_the_heartbeat(tmp_path, tiny_corpus, capsys):
+    from producer import ProducerWarnings
+    save_tiny(tmp_path / 'out', 'ckpt_unmasking_500.pt', 500, block_size=BLOCK_SIZE * 2)
+    provider = make_provider(tmp_path, tiny_corpus, fallback_to_random=True, max_files=3)
+    reason = f"its block_size={BLOCK_SIZE * 2} differs from the dataset's block_size={BLOCK_SIZE}"
+    provider.start()
+    try:
+        assert provider.produce() == 3
+        beats = queue_io.live_producers(provider.data_dir)  # the beat after the first file carried it at once
+        warnings = ProducerWarnings(provider.data_dir)
+        first, again = warnings.check(), warnings.check()
+    finally:
+        provider.close()
+    assert sum(line.startswith('refusing checkpoint') for line in provider.logged) == 1  # refused once...
+    lines = [line for line in capsys.readouterr().out.splitlines() if 'mask ratios' in line]
+    assert len(lines) == 4 and all(reason in line and 'random fallback' in line for line in lines)  # ...said always
+    assert len(beats) == 1 and reason in beats[0]['warning'] and 'random characters' in beats[0]['warning']
+    assert first == [beats[0]['warning']] and again == []  # the trainer prints it once
+
+
+def test_heartbeat_warning_goes_when_a_good_checkpoint_loads(tmp_path, tiny_corpus):
+    save_tiny(tmp_path / 'out', 'ckpt_unmasking_500.pt', 500, block_size=BLOCK_SIZE * 2)
+    provider = make_provider(tmp_path, tiny_corpus, fallback_to_random=True)
+    provider.make_file('train', 0, 0, 1)
+    assert 'block_size' in provider.heartbeat_extras()['warning']
+    save_tiny(tmp_path / 'out', 'ckpt_unmasking_600.pt', 600)
+    provider.make_file('train', 0, 1, 1)
+    assert provider.heartbeat_extras() == {}

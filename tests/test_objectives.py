@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from common import UserError
-from objectives import (check_queue_fits, clean_text, compute_loss, per_row_loss, remasking_loss,
+from objectives import (check_queue_fits, clean_text, compute_loss, merged_labels, per_row_loss, remasking_loss,
                         remasking_targets, unmasking_loss)
 
 # vocabulary of the hand-made batch: 'a' = 0, 'b' = 1, [MASK] = 2, [WRONG] = 3
@@ -79,6 +79,28 @@ def test_remasking_without_corruption_is_zero_under_a_with_gradient():
     assert torch.equal(logits.grad, torch.zeros_like(logits))
 
 
+# the merged model's input: position 0 masked, position 1 replaced by the real character 'b'
+MERGED_X = torch.tensor([[MASK, B_, B_]])
+
+
+def test_merged_labels_unmask_the_masked_and_flag_the_wrong():
+    assert merged_labels(MERGED_X, CLEAN, MASK, WRONG).tolist() == [[A, WRONG, B_]]
+    x = torch.tensor([[MASK, 1, 7, MASK], [5, MASK, 6, 5]])
+    y = torch.tensor([[4, 1, 3, 0], [5, 2, 5, 5]])
+    # masked: the original (even when it equals another character of x); visible: itself or [WRONG]
+    assert merged_labels(x, y, mask_token_id=MASK, wrong_token_id=9).tolist() == [[4, 1, 9, 0], [5, 2, 9, 5]]
+
+
+def test_merged_loss_scores_every_position_by_hand():
+    loss = compute_loss(LOGITS, MERGED_X, CLEAN, 'merged', None, WRONG, MASK)
+    expected = (nll(0, A) + nll(1, WRONG) + nll(2, B_)) / 3  # unmask 'a', flag the 'b', keep the 'b'
+    assert loss.item() == pytest.approx(expected)
+    loss_sum, count = per_row_loss(LOGITS, MERGED_X, CLEAN, 'merged', None, WRONG, MASK)
+    assert loss_sum.item() == pytest.approx(3 * expected) and count.tolist() == [3]
+    # a remasking objective would call the masked position wrong: the merged one does not
+    assert remasking_targets(MERGED_X, CLEAN, WRONG)[0].tolist() == [[WRONG, WRONG, B_]]
+
+
 def test_unknown_loss_and_training_types_are_refused():
     with pytest.raises(UserError, match='remasking_loss_type'):
         remasking_loss(LOGITS, CORRUPTED, CLEAN, WRONG, 'some_positions')
@@ -107,21 +129,25 @@ def test_clean_text_rebuilds_the_original_from_partial_labels():
 
 
 @pytest.mark.parametrize('training_type,loss_type', [
-    ('unmasking', None), ('remasking', 'corrupted_only'), ('remasking', 'all_positions'), ('autoregressive', None)])
+    ('unmasking', None), ('remasking', 'corrupted_only'), ('remasking', 'all_positions'), ('autoregressive', None),
+    ('merged', None)])
 def test_per_row_loss_is_consistent_with_compute_loss(training_type, loss_type):
     torch.manual_seed(0)
     logits = torch.randn(3, 6, 4)
     y = torch.randint(0, 2, (3, 6))
     x = torch.where(torch.rand(3, 6) < 0.3, 1 - y, y)  # some characters swapped
+    if training_type == 'merged':
+        x = torch.where(torch.rand(3, 6) < 0.3, MASK, x)  # and some masked
     if training_type == 'unmasking':
         y = torch.where(x != y, y, IGNORE)
-    loss_sum, count = per_row_loss(logits, x, y, training_type, loss_type, WRONG)
+    loss_sum, count = per_row_loss(logits, x, y, training_type, loss_type, WRONG, MASK)
     assert loss_sum.shape == count.shape == (3,)
-    assert compute_loss(logits, x, y, training_type, loss_type, WRONG).item() == pytest.approx(
+    assert compute_loss(logits, x, y, training_type, loss_type, WRONG, MASK).item() == pytest.approx(
         (loss_sum.sum() / count.sum().clamp(min=1)).item())
     # each row alone gives the same sum as its slice of the batch
     for row in range(3):
-        row_sum, row_count = per_row_loss(logits[row:row + 1], x[row:row + 1], y[row:row + 1], training_type, loss_type, WRONG)
+        row_sum, row_count = per_row_loss(logits[row:row + 1], x[row:row + 1], y[row:row + 1], training_type,
+                                          loss_type, WRONG, MASK)
         assert row_sum.item() == pytest.approx(loss_sum[row].item())
         assert row_count.item() == count[row].item()
 
@@ -168,6 +194,30 @@ def test_queue_that_cannot_train_remasking_is_refused(changes, word):
 @pytest.mark.parametrize('label_semantics', ['partial', 'full'])
 def test_unmasking_and_autoregressive_accept_any_labels(training_type, label_semantics):
     check_queue_fits(dict(label_semantics=label_semantics, corruption_type='bert_masking'), training_type)
+
+
+MERGED_META = dict(label_semantics='full', corruption_type='sampler_states', mixture_has_mask=True)
+
+
+@pytest.mark.parametrize('meta', [
+    MERGED_META,
+    dict(MERGED_META, corruption_type='random_replacement'),
+    dict(MERGED_META, corruption_type='inference_replacement'),
+])
+def test_queue_that_fits_merged_is_accepted(meta):
+    check_queue_fits(meta, 'merged')
+
+
+@pytest.mark.parametrize('changes,word', [
+    (dict(label_semantics='partial'), 'full targets'),
+    (dict(mixture_has_mask=False), '\\[MASK\\] positions'),
+    (dict(mixture_has_mask=None, corruption_type='masking', label_semantics='partial'), 'full targets'),
+])
+def test_queue_that_cannot_train_merged_is_refused(changes, word):
+    with pytest.raises(UserError, match=word) as raised:
+        check_queue_fits(dict(MERGED_META, **changes), 'merged')
+    message = str(raised.value)
+    assert 'config/train_merged.py' in message and '\n' not in message
 
 
 def test_unknown_training_type_is_refused_by_check_queue_fits():

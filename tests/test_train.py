@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import queue_io
+from common import UserError
 from conftest import REPO_ROOT, run_script, stop_process_group
 
 # a model and a queue small enough that a training run is a few seconds of import and startup
@@ -141,6 +142,30 @@ def test_interrupted_save_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
 
 
+def test_merged_checkpoints_are_named_found_and_resumed_as_their_own_kind(tmp_path):
+    import types
+    import train
+    from checkpoints import newest_checkpoint, prune_checkpoints
+    from configurator import Config
+    from model import GPT, GPTConfig
+    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=5, dropout=0.0, bias=False,
+                      attention_type='bidirectional', pos_encoding='learned')
+    meta = {'stoi': {'a': 0, 'b': 1, 'c': 2}}
+    model = GPT(GPTConfig(**model_args))
+    cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), training_type='merged')
+    state = train.RunState(run_id='abc', model_args=model_args, tokens_per_iter=16, iter_num=3, best_val_loss=1.0)
+    train.save_checkpoints(model, torch.optim.AdamW(model.parameters()), torch.amp.GradScaler('cpu', enabled=False),
+                           state, cfg, meta=meta)
+    (tmp_path / 'ckpt_unmasking_9.pt').write_bytes(b'x')
+    assert newest_checkpoint(str(tmp_path), 'merged') == str(tmp_path / 'ckpt_merged_3.pt')
+    compute = types.SimpleNamespace(device='cpu')
+    assert train.load_resumable(cfg, compute, meta, model_args)['training_type'] == 'merged'
+    with pytest.raises(UserError, match='it is a merged checkpoint, not unmasking'):
+        train.load_resumable(Config(cfg, training_type='unmasking'), compute, meta, model_args)
+    prune_checkpoints(str(tmp_path), 'unmasking', keep_last=1)  # other kinds are left alone
+    assert {'ckpt_merged_3.pt', 'ckpt_unmasking_9.pt'} <= set(os.listdir(tmp_path))
+
+
 def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
     from checkpoints import prune_checkpoints
     for name in ('ckpt_unmasking_1.pt', 'ckpt_unmasking_2.pt', 'ckpt_unmasking_3.pt',
@@ -151,7 +176,7 @@ def test_keep_last_checkpoints_prunes_only_this_kind(tmp_path):
                                             'ckpt_unmasking_3.pt']
 
 
-def test_iteration_line_reads_back_as_written(capsys):
+def test_iteration_line_reads_back_as_written(capsys, tmp_path):
     """bench/bench_train.py measures a run from its iteration lines: what TrainingLog prints, parse_iteration_line reads."""
     import train
     from configurator import Config
@@ -159,6 +184,7 @@ def test_iteration_line_reads_back_as_written(capsys):
 
     class Consumer:
         wait_seconds = 0.0
+        data_dir = str(tmp_path)  # a queue without producers: no warnings
 
     class Model:
         def estimate_mfu(self, sequences_per_iter, dt):
@@ -220,3 +246,34 @@ def test_producer_stops_when_its_trainer_is_killed(tiny_corpus, tmp_path):
         assert not queue_io.pid_alive(beat['pid']), "the producer outlived its killed trainer"
     finally:
         stop_process_group(proc)
+
+
+SAMPLER_STATES = ['--dataset=char_sampler_states', '--batch_size=4', '--block_size=32', '--batches_per_file=2',
+                  '--eval_iters=2', '--data_seed=7', '--fallback_to_random=True', '--inference_refresh_seconds=0.0']
+
+
+def test_merged_run_writes_merged_checkpoints_and_prints_a_refused_checkpoint_once(tiny_corpus, tmp_path):
+    """A merged model on sampler states whose watched checkpoint does not fit: the producer falls back to
+    random characters, and the trainer says so once (issue 12, item 6)."""
+    from conftest import save_tiny
+    watched, out_dir = tmp_path / 'watched', tmp_path / 'out'
+    save_tiny(watched, 'ckpt_unmasking_100.pt', 100, block_size=64)  # the queue's block_size is 32
+    code, out = run_script(['train.py', *SAMPLER_STATES, f'--input_file={tiny_corpus}',
+                            f'--data_dir={tmp_path / "queue"}', *TINY_MODEL, f'--out_dir={out_dir}',
+                            f'--checkpoint_dir={watched}', '--training_type=merged',
+                            "--left_masked_ratio_range=(0.0, 1.0)", '--max_iters=4', '--always_save_checkpoint=True'])
+    assert code == 0, out
+    assert {'ckpt_merged_2.pt', 'ckpt_merged_4.pt', 'ckpt.pt'} <= set(os.listdir(out_dir)), os.listdir(out_dir)
+    weights = torch.load(out_dir / 'ckpt_merged_4.pt', weights_only=False)
+    assert weights['training_type'] == 'merged' and weights['meta']['corruption_type'] == 'sampler_states'
+    warnings = [line for line in out.splitlines() if line.startswith('data: WARNING from the producer')]
+    assert len(warnings) == 1, out
+    assert "block_size=64 differs from the dataset's block_size=32" in warnings[0]
+    assert 'random characters' in warnings[0]
+
+
+def test_merged_refuses_a_queue_without_mask(tiny_corpus, queued, tmp_path):
+    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=merged',
+                                      '--start_producer=False'))
+    assert code == 2 and len(error_lines(out)) == 1, out
+    assert 'config/train_merged.py' in error_lines(out)[0]
