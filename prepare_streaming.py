@@ -266,7 +266,7 @@ class DataProviderBase:
         clean = self.sample_windows(split, n_batches * self.cfg['batch_size'], generator)
         tensors, stats = self.make_rows(split, clean, generator)
         info = dict(split=split, worker_id=worker_id, seq=seq, seed=seed, batches=n_batches,
-                    created=time.time(), **self.file_info_extras())
+                    created=time.time(), **stage_info(tensors), **self.file_info_extras())
         return tensors, info, stats
 
     def write_file(self, split, seq, path, n_batches):
@@ -280,7 +280,9 @@ class DataProviderBase:
         backlog = len(queue_io.ready_files(self.train_dir))
         verbose = self.cfg['data_stream_verbose']
         timing = f", make {made - start:.3f}s save {start + seconds - made:.3f}s" if verbose else ''
-        self.log(f"{split} {os.path.basename(path)}: {n_batches} batches, {tokens / seconds / 1e6:.2f}M tok/s, "
+        stages = info.get('stages', ())
+        stage = f" (stage {stages[0]})" if split == 'train' and len(stages) == 1 else ''  # the curriculum's stage
+        self.log(f"{split} {os.path.basename(path)}{stage}: {n_batches} batches, {tokens / seconds / 1e6:.2f}M tok/s, "
                  f"backlog {backlog}/{self.cfg['max_backlog_files']}{timing}")
         line = self.summary_line(stats)
         if line:
@@ -444,6 +446,14 @@ class DataProviderBase:
 
     def log(self, message):
         print(f"{self.log_prefix()} {message}", flush=True)
+
+
+def stage_info(tensors):
+    """A batch file's info entry naming the stages its rows come from: {'stages': [indices]} when
+    it stores a `stage` tensor (one index for a train file of the curriculum), else {}."""
+    if 'stage' not in tensors:
+        return {}
+    return {'stages': torch.unique(tensors['stage']).tolist()}
 
 
 def describe_changes(old, new):

@@ -30,6 +30,7 @@ from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, run_kind, sav
 from common import (UserError, compute_cleanup, compute_init, print0, restore_rng_state, rng_state, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
+from curriculum import check_queue_schedule, start_curriculum
 from dataset_consumer import DatasetConsumer, validate_meta
 from model import GPT, GPTConfig
 from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
@@ -148,6 +149,7 @@ class RunState:
     iter_num: int = 0
     best_val_loss: float = float('inf')
     resumed_at: int | None = None   # the iteration a resumed run started at (evaluated before it was saved)
+    curriculum: object = None       # the stage curriculum (curriculum.RunCurriculum), None without one
 
 
 def run_id_for(cfg, compute):
@@ -183,6 +185,7 @@ def open_queue(cfg, compute, queue_dir):
     try:
         validate_meta(consumer.meta, block_size=cfg.block_size, batch_size=cfg.batch_size, data_dir=queue_dir)
         check_queue_fits(consumer.meta, cfg.training_type)
+        check_queue_schedule(consumer.meta, cfg, queue_dir)
     except BaseException:
         consumer.close()
         raise
@@ -276,14 +279,16 @@ def get_lr(it, cfg):
 
 
 def evaluate_and_log(model, consumer, cfg, compute, state, lr, log):
-    """Validation loss over the fixed validation set, overall and per stage, into `state` and the log;
-    returns whether it beat the best so far."""
+    """Validation loss over the fixed validation set, overall and per stage, into `state`, the log and the
+    curriculum; returns whether it beat the best so far."""
     batches = itertools.islice(consumer.val_batches(), cfg.eval_iters)
     losses = validation_loss(model, batches, consumer.meta, cfg.training_type, cfg.remasking_loss_type,
                              compute.autocast, compute.rank, compute.world_size)
     improved = losses['val/loss'] < state.best_val_loss
     state.best_val_loss = min(state.best_val_loss, losses['val/loss'])
     log.evaluation(state.iter_num, lr, losses, state.best_val_loss)
+    if state.curriculum is not None and state.curriculum.evaluation(losses['val/loss'], state.iter_num):
+        log.stage_switch()
     return improved
 
 
@@ -293,7 +298,7 @@ def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
     checkpoint = dict(model=raw_model.state_dict(), model_args=state.model_args, iter_num=state.iter_num,
                       best_val_loss=state.best_val_loss, config=dict(cfg), meta=meta,
                       training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
-                      run_id=state.run_id)
+                      run_id=state.run_id, curriculum=state.curriculum and state.curriculum.state_dict())
     resume_state = dict(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng_state=rng_state())
     name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints)
     print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
@@ -327,11 +332,12 @@ def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
     return total.item()  # one device sync per step, so the step time below is the real one
 
 
-def train(cfg, compute, consumer, run_id):
+def train(cfg, compute, consumer, run_id, curriculum=None):
     """The training loop, up to max_iters, evaluating and saving on the way; returns the RunState."""
     micro_steps = micro_steps_per_rank(cfg, compute.world_size)
     state = RunState(run_id, model_args_from(cfg, consumer.meta),
-                     tokens_per_iter=cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size)
+                     tokens_per_iter=cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size,
+                     curriculum=curriculum)
     print0(f"tokens per iteration: {state.tokens_per_iter:,} ({cfg.gradient_accumulation_steps} micro-steps x "
            f"{cfg.batch_size} x {cfg.block_size}, {compute.world_size} process(es))")
     # weights are saved from raw_model: no DDP 'module.' or compile '_orig_mod.' prefixes
@@ -339,7 +345,8 @@ def train(cfg, compute, consumer, run_id):
     model, eval_model = compile_and_wrap(raw_model, cfg, compute)
     log = TrainingLog(cfg, consumer, state.tokens_per_iter,
                       mfu_model=raw_model if compute.device_type == 'cuda' else None,  # MFU against a GPU's peak
-                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None)
+                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None,
+                      curriculum=curriculum)
     while True:
         # nanochat's loop: one pass past max_iters, so the final evaluation and save always happen
         last_step = state.iter_num >= cfg.max_iters
@@ -375,13 +382,14 @@ def main(argv):
     producer = consumer = None
     try:
         run_id = run_id_for(cfg, compute)
+        curriculum = start_curriculum(cfg, queue_dir, run_id, compute.master)  # before a producer reads its stage
         if compute.master:
             save_run_config(cfg, run_id, argv, compute.world_size)
             producer = start_producer_if_needed(queue_dir, {key: cfg[key] for key in provider_keys},
                                                 os.path.join(cfg.out_dir, f'producer_{run_id}.log'),
                                                 start=cfg.start_producer, timeout=cfg.data_wait_timeout)
         consumer = open_queue(cfg, compute, queue_dir)
-        state = train(cfg, compute, consumer, run_id)
+        state = train(cfg, compute, consumer, run_id, curriculum)
         print0(f"done: iter {state.iter_num}, best val loss {state.best_val_loss:.4f}")
         return state
     finally:

@@ -3,6 +3,7 @@ the PositionPicker that providers compose (data/positions.py)."""
 import pytest
 import torch
 
+import queue_io
 from common import UserError
 from data import masking as mu
 from data import positions
@@ -395,3 +396,68 @@ def test_stage_ratios_match_a_loop():
 def test_picker_errors_name_the_key(overrides, expected):
     with pytest.raises(UserError, match=expected):
         positions.PositionPicker(picker_config(**overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# the curriculum schedule: stages given, use_all_stages_for_training=False
+
+def curriculum_picker(tmp_path, **overrides):
+    return positions.PositionPicker(picker_config(**{'unmasking_stages': GOOD_STAGES, 'data_dir': str(tmp_path),
+                                                     **overrides}))
+
+
+def test_picker_curriculum_takes_each_train_file_from_the_trainers_stage(tmp_path):
+    picker = curriculum_picker(tmp_path)
+    assert picker.schedule == 'curriculum' and picker.staged
+    assert picker.mode_meta() == {'mode': 'curriculum'}
+    assert picker.stage_meta() == {'unmasking_stages': GOOD_STAGES, 'validation_stages': GOOD_STAGES}
+    selected, stage_ids = picker.pick('train', 12, gen(1))  # no curriculum.json yet: stage 0
+    expected = mu.single_stage_masks(GOOD_STAGES, 0, 12, 32, 6, gen(1))
+    assert torch.equal(selected, expected[0]) and torch.equal(stage_ids, expected[1])
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 2})
+    selected, stage_ids = picker.pick('train', 12, gen(1))
+    assert (stage_ids == 2).all() and (runs_per_row(selected) == 3).all()  # the span stage
+    assert picker.file_tensors(selected, selected, stage_ids)['stage'].dtype == torch.int8
+    # the validation set stays the fixed mix of all stages
+    selected, stage_ids = picker.pick('val', 12, gen(2))
+    expected = mu.staged_masks(GOOD_STAGES, 12, 32, 6, gen(2))
+    assert torch.equal(selected, expected[0]) and torch.equal(stage_ids, expected[1])
+
+
+def test_picker_curriculum_keeps_its_stage_when_the_file_names_another(tmp_path, capsys):
+    picker = curriculum_picker(tmp_path)
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 1})
+    assert picker.current_train_stage() == 1
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 7})
+    assert picker.current_train_stage() == 1 and picker.current_train_stage() == 1
+    out = capsys.readouterr().out
+    assert out.count("asks for stage 7 but unmasking_stages has 3; staying at stage 1") == 1, out
+
+
+def test_picker_curriculum_needs_only_the_validation_list_to_fit_a_batch(tmp_path):
+    # train files hold one stage each, so 9 train stages fit batches of 6; the mixed validation list must
+    curriculum_picker(tmp_path, unmasking_stages=GOOD_STAGES * 3, validation_stages=GOOD_STAGES)
+    with pytest.raises(UserError, match=r"unmasking_stages has 9 stages but batch_size=6"):
+        curriculum_picker(tmp_path, unmasking_stages=GOOD_STAGES * 3)
+
+
+STALE = [dict(stage, val_loss_stale_count=2) for stage in GOOD_STAGES]
+
+
+@pytest.mark.parametrize('overrides,expected', [
+    (dict(unmasking_stages=GOOD_STAGES, mask_probability=0.3), ["mask_probability=0.3 is unused"]),
+    (dict(validation_stages=GOOD_STAGES), ["validation_stages is unused without unmasking_stages"]),
+    (dict(use_all_stages_for_training=True, unmasking_stages=STALE),
+     ["val_loss_stale_count in unmasking_stages is unused: use_all_stages_for_training=True mixes"]),
+    (dict(unmasking_stages=STALE, validation_stages=STALE),
+     ["val_loss_stale_count in validation_stages is unused"]),
+    (dict(unmasking_stages=STALE), []),  # the curriculum reads them
+    (dict(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES), []),
+    (dict(), []),
+])
+def test_unused_position_keys_are_named_once(overrides, expected, tmp_path, capsys):
+    cfg = picker_config(data_dir=str(tmp_path), **overrides)
+    notes = positions.unused_key_notes(cfg)
+    assert len(notes) == len(expected) and all(n.startswith(e) for n, e in zip(notes, expected)), notes
+    positions.PositionPicker(cfg)
+    assert capsys.readouterr().out == ''.join(f"warning: {note}\n" for note in notes)
