@@ -33,8 +33,8 @@ from configurator import defaults_from, load_config
 from curriculum import check_queue_schedule, start_curriculum
 from dataset_consumer import DatasetConsumer, validate_meta
 from model import GPT, GPTConfig
-from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
-                        validation_loss)
+from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_loss_weighting, check_queue_fits, compute_loss,
+                        model_input, validation_loss, validation_nelbo_bits)
 from prepare_streaming import provider_defaults
 from producer import start_producer_if_needed, stop_producer
 from queue_io import atomic_json, dataset_dir
@@ -74,6 +74,7 @@ pos_encoding = 'learned'    # 'learned' | 'rotary'
 # objective
 training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'autoregressive'
 remasking_loss_type = 'all_positions'  # 'corrupted_only' (Approach A) | 'all_positions' (Approach B)
+loss_weighting = 'mean'     # unmasking: 'mean' over masked positions | 'elbo' (1/t: the NELBO per character)
 # AdamW
 learning_rate = 1e-3
 max_iters = 5000
@@ -126,6 +127,7 @@ def check_config(cfg):
         raise UserError(f"training_type={cfg.training_type!r} is unknown; use one of {TRAINING_TYPES}")
     if cfg.remasking_loss_type not in REMASKING_LOSS_TYPES:
         raise UserError(f"remasking_loss_type={cfg.remasking_loss_type!r} is unknown; use one of {REMASKING_LOSS_TYPES}")
+    check_loss_weighting(cfg.loss_weighting, cfg.training_type)
     if cfg.training_type == 'autoregressive' and cfg.attention_type != 'causal':
         raise UserError("training_type='autoregressive' needs attention_type='causal' "
                         "(see config/train_autoregressive.py)")
@@ -185,6 +187,7 @@ def open_queue(cfg, compute, queue_dir):
     try:
         validate_meta(consumer.meta, block_size=cfg.block_size, batch_size=cfg.batch_size, data_dir=queue_dir)
         check_queue_fits(consumer.meta, cfg.training_type)
+        check_loss_weighting(cfg.loss_weighting, cfg.training_type, consumer.meta)
         check_queue_schedule(consumer.meta, cfg, queue_dir)
     except BaseException:
         consumer.close()
@@ -279,11 +282,15 @@ def get_lr(it, cfg):
 
 
 def evaluate_and_log(model, consumer, cfg, compute, state, lr, log):
-    """Validation loss over the fixed validation set, overall and per stage, into `state`, the log and the
-    curriculum; returns whether it beat the best so far."""
+    """Validation loss over the fixed validation set, overall and per stage (and for unmasking the NELBO in
+    bits per character), into `state`, the log and the curriculum; returns whether it beat the best so far."""
     batches = itertools.islice(consumer.val_batches(), cfg.eval_iters)
     losses = validation_loss(model, batches, consumer.meta, cfg.training_type, cfg.remasking_loss_type,
                              compute.autocast, compute.rank, compute.world_size)
+    if cfg.training_type == 'unmasking':  # the bound itself, comparable whatever the loss_weighting and stages
+        nelbo = validation_nelbo_bits(model, itertools.islice(consumer.val_batches(), cfg.eval_iters), consumer.meta,
+                                      compute.autocast, compute.rank, compute.world_size)
+        losses = {'val/loss': losses.pop('val/loss'), 'val/nelbo_bits': nelbo, **losses}
     improved = losses['val/loss'] < state.best_val_loss
     state.best_val_loss = min(state.best_val_loss, losses['val/loss'])
     log.evaluation(state.iter_num, lr, losses, state.best_val_loss)
@@ -319,7 +326,7 @@ def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
         with compute.autocast:
             logits, _ = model(model_input(batch['x'], batch['y'], cfg.training_type))  # (B, T, V)
             loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type,
-                                cfg.remasking_loss_type, consumer.meta['wrong_token_id'])
+                                cfg.remasking_loss_type, consumer.meta['wrong_token_id'], cfg.loss_weighting)
             loss = loss / micro_steps  # the gradients sum over micro-steps: scale to a mean
         scaler.scale(loss).backward()
         total += loss.detach()

@@ -3,7 +3,7 @@ What a training run reports, on the master process: a line every log_interval it
 per evaluation, and the same figures to wandb when it is asked for.
 
     iter 400/800 | loss 2.5235 | lr 1.20e-03 | 369.3 ms/iter | 11,092 tok/s | data wait 0.0% | eta 2m26s
-    eval iter 400: val loss 2.5832, stage_0_random 2.0314, stage_1_random 2.7095 (best 2.5832)
+    eval iter 400: val loss 2.5832, nelbo_bits 3.2954, stage_0_random 2.0314, stage_1_random 2.7095 (best 2.5832)
 
 With the stage curriculum (curriculum.py) both lines end with the stage (`| stage 1/2`: index / last
 index), and a switch gets a line of its own:
@@ -73,7 +73,7 @@ class TrainingLog:
         self.to_wandb(record, iter_num)
 
     def evaluation(self, iter_num, lr, losses, best_val_loss):
-        """The evaluation line: `losses` as objectives.validation_loss gives them."""
+        """The evaluation line: `losses` as objectives.validation_loss gives them (and val/nelbo_bits)."""
         record = {'iter': iter_num, 'lr': lr, **losses}
         stage_text = ''.join(f", {k[4:]} {v:.4f}" for k, v in losses.items() if k != 'val/loss')
         print0(f"eval iter {iter_num}: val loss {losses['val/loss']:.4f}{stage_text} (best {best_val_loss:.4f})"

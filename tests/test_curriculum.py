@@ -140,6 +140,7 @@ def test_train_switches_stage_and_resume_keeps_it(tiny_corpus, tmp_path):
     assert 'curriculum: 2 stages one at a time, starting at stage 0/1' in out
     assert re.search(r'^curriculum: stage 0 -> 1 at iter 2 ', out, re.M), out
     assert re.search(r'^iter 2/14 .*\| stage 0/1$', out, re.M) and re.search(r'^iter 14/14 .*\| stage 1/1$', out, re.M)
+    assert re.search(r'^eval iter 4: val loss \S+, nelbo_bits \S+, stage_0_random', out, re.M), out
     # the producer made stage-0 files, then (once it read the switch) stage-1 files; the last ones wait in the queue
     producer_log = next(out_dir.glob('producer_*.log')).read_text()
     stages_made = [int(s) for s in re.findall(r'train \d+_w000\.pt \(stage (\d)\)', producer_log)]
