@@ -103,7 +103,8 @@ class RunCurriculum(StageCurriculum):
         """Where the curriculum stands, for the log: 'stage 1/3 {...} (...)' (stage index / last index)."""
         last = self.stage == self.n_stages - 1
         pace = 'the last stage' if last else \
-            f"the next after {self.stale_counts[self.stage]} evaluations without a better val loss"
+            f"the next after {self.stale_counts[self.stage]} evaluation{'s' * (self.stale_counts[self.stage] != 1)} " \
+            f"without a better val loss"
         return f"stage {self.stage}/{self.n_stages - 1} {self.stages[self.stage]} ({pace})"
 
 

@@ -260,7 +260,8 @@ class DataProviderBase:
         return ids.unfold(0, T, 1)[starts]  # (N, T); unfold is a view, the indexing copies N rows
 
     def make_file(self, split, worker_id, seq, n_batches):
-        """Tensors, info and stats of one batch file; a pure function of (config, split, worker, seq)."""
+        """Tensors, info and stats of one batch file; a pure function of (config, split, worker, seq), and for
+        a train file of the curriculum of its stage."""
         seed = file_seed(self.cfg['data_seed'], split, worker_id, seq)
         generator = seeded_generator(seed)
         clean = self.sample_windows(split, n_batches * self.cfg['batch_size'], generator)

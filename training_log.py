@@ -90,8 +90,9 @@ class TrainingLog:
     def stage_switch(self):
         """The line (and wandb record) of the curriculum's latest switch."""
         switch = self.curriculum.switches[-1]
+        stale = self.curriculum.stale_counts[switch['from']]
         print0(f"curriculum: stage {switch['from']} -> {switch['to']} at iter {switch['iter']} (val loss not better "
-               f"for {self.curriculum.stale_counts[switch['from']]} evaluations); train files of stage {switch['to']} "
+               f"for {stale} evaluation{'s' * (stale != 1)}); train files of stage {switch['to']} "
                f"follow those already queued: {self.curriculum.stages[switch['to']]}")
         self.to_wandb({'curriculum/stage': switch['to'], 'curriculum/switch': switch['to']}, switch['iter'])
 
