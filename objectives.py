@@ -12,6 +12,11 @@ builds labels. See docs/model.md for what each objective teaches the model.
                     characters at others; learn the original at [MASK], and at every visible
                     position the character itself where x is right and [WRONG] where it was corrupted.
     autoregressive  the causal reference model: next-character prediction on clean text.
+
+How an unmasking batch's position losses make one number is `loss_weighting`: 'mean' over every
+labelled position, or 'elbo', the masked-diffusion bound's 1/t weighting (see _elbo_mean).
+`validation_nelbo_bits` scores an unmasking model by that bound on the clean validation text,
+whatever it was trained with, so runs compare.
 """
 
 from contextlib import nullcontext
@@ -20,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn import functional as F
 
+import eval_metrics as em
 from common import UserError
 from data.corpus import IGNORE_INDEX
 
@@ -44,6 +50,37 @@ def _mean(loss_sum, count):
     """Mean over every labelled position of the batch (not a mean of row means: rows with more
     labels weigh more, exactly like F.cross_entropy with ignore_index)."""
     return loss_sum.sum() / count.sum().clamp(min=1)
+
+
+def _elbo_mean(loss_sum, count):
+    """The continuous-time ELBO weighting, normalised to nats per character: row i's masked-position
+    losses weighted by 1/t_i and divided by T, with t_i = k_i / T its masked fraction, is
+    loss_sum_i / k_i, the mean of its masked-position losses; the rows are averaged (a row with
+    nothing masked has no term in the bound and is left out). Under a uniform stage k is uniform on
+    0..T, and this is eval_metrics' count-form NELBO estimator (k ~ U{1..T}, weight T/k)."""
+    labelled = count > 0  # (B,)
+    row_means = loss_sum / count.clamp(min=1)  # (B,)
+    return (row_means * labelled).sum() / labelled.sum().clamp(min=1)
+
+
+LOSS_REDUCTIONS = {'mean': _mean, 'elbo': _elbo_mean}  # loss_weighting -> (loss_sum, count) -> scalar
+LOSS_WEIGHTINGS = tuple(LOSS_REDUCTIONS)
+
+
+def check_loss_weighting(loss_weighting, training_type, meta=None):
+    """UserError (one line) unless `loss_weighting` can weigh this training type (and, given `meta`,
+    this queue): 'elbo' is the masked-diffusion bound, for unmasking with labels only where masked."""
+    if loss_weighting not in LOSS_WEIGHTINGS:
+        raise UserError(f"loss_weighting={loss_weighting!r} is unknown; use one of {LOSS_WEIGHTINGS}")
+    if loss_weighting != 'elbo':
+        return
+    if training_type != 'unmasking':
+        raise UserError(f"loss_weighting='elbo' weighs the masked-diffusion bound of training_type='unmasking'; "
+                        f"use loss_weighting='mean' for training_type={training_type!r}")
+    if meta is not None and meta.get('label_semantics') != 'partial':
+        raise UserError(f"loss_weighting='elbo' needs labels only at the masked positions (their share is t), but the "
+                        f"queue has label_semantics={meta.get('label_semantics')!r}: use char_diffusion or "
+                        f"dataset_partial_targets=True, or loss_weighting='mean'")
 
 
 def clean_text(x, y):
@@ -110,9 +147,12 @@ def per_row_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_to
                                                       wrong_token_id, mask_token_id))
 
 
-def compute_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None, mask_token_id=None):
-    """Scalar training loss: logits (B, T, V) from the model on input x (B, T); y (B, T) the queue's labels."""
-    return _mean(*per_row_loss(logits, x, y, training_type, remasking_loss_type, wrong_token_id, mask_token_id))
+def compute_loss(logits, x, y, training_type, remasking_loss_type=None, wrong_token_id=None, mask_token_id=None,
+                 loss_weighting='mean'):
+    """Scalar training loss: logits (B, T, V) from the model on input x (B, T); y (B, T) the queue's labels;
+    the position losses combined as `loss_weighting` says (LOSS_REDUCTIONS)."""
+    reduce = LOSS_REDUCTIONS[loss_weighting]
+    return reduce(*per_row_loss(logits, x, y, training_type, remasking_loss_type, wrong_token_id, mask_token_id))
 
 
 def unmasking_loss(logits, targets):
@@ -188,6 +228,41 @@ QUEUE_FIXES = {
     'merged': ("use config/train_merged.py (char_sampler_states with left_masked_ratio_range above 0), or "
                "char_random_replacement with dataset_partial_targets=False and a mask weight above 0"),
 }
+
+
+VAL_NELBO_SEED = 0  # the masks of validation_nelbo_bits: the same in every evaluation and every run
+
+
+@torch.no_grad()
+def validation_nelbo_bits(model, batches, meta, autocast=None, rank=0, world_size=1):
+    """The masked-diffusion NELBO in bits per character of the clean text of validation `batches`
+    (clean_text(x, y) of each), by eval_metrics' count estimator: one random set of k ~ U{1..T}
+    masked positions per row, weight T/k. Batch i masks with a generator seeded VAL_NELBO_SEED + i,
+    so every evaluation and every run (any world size: rank r takes every world_size-th batch)
+    scores the same masked rows. An estimate over eval_iters * batch_size rows, not the full bound.
+    """
+    def logits_fn(ids):
+        with autocast or nullcontext():
+            return model(ids)[0]  # (B, T, V)
+    sums = None  # [sum of the row estimates in nats per character, rows], float64 on the batches' device
+    was_training = model.training
+    model.eval()
+    for i, batch in enumerate(batches):
+        if sums is None:
+            sums = torch.zeros(2, dtype=torch.float64, device=batch['x'].device)
+        if i % world_size != rank:
+            continue
+        generator = torch.Generator(device=batch['x'].device).manual_seed(VAL_NELBO_SEED + i)
+        rows = em.elbo_row_estimates(logits_fn, clean_text(batch['x'], batch['y']), len(meta['stoi']),
+                                     meta['mask_token_id'], generator, estimator='count')  # (B,)
+        sums[0] += rows.sum()
+        sums[1] += rows.numel()
+    model.train(was_training)
+    if sums is not None and world_size > 1:
+        dist.all_reduce(sums)
+    if sums is None or sums[1] == 0:
+        raise UserError("the validation set is empty; is eval_iters at least 1?")
+    return (sums[0] / sums[1]).item() / em.LN2
 
 
 def check_queue_fits(meta, training_type):

@@ -278,13 +278,14 @@ class DataProviderBase:
         return ids.unfold(0, T, 1)[starts]  # (N, T); unfold is a view, the indexing copies N rows
 
     def make_file(self, split, worker_id, seq, n_batches):
-        """Tensors, info and stats of one batch file; a pure function of (config, split, worker, seq)."""
+        """Tensors, info and stats of one batch file; a pure function of (config, split, worker, seq), and for
+        a train file of the curriculum of its stage."""
         seed = file_seed(self.cfg['data_seed'], split, worker_id, seq)
         generator = seeded_generator(seed)
         clean = self.sample_windows(split, n_batches * self.cfg['batch_size'], generator)
         tensors, stats = self.make_rows(split, clean, generator)
         info = dict(split=split, worker_id=worker_id, seq=seq, seed=seed, batches=n_batches,
-                    created=time.time(), **self.file_info_extras())
+                    created=time.time(), **stage_info(tensors), **self.file_info_extras())
         return tensors, info, stats
 
     def write_file(self, split, seq, path, n_batches):
@@ -298,7 +299,9 @@ class DataProviderBase:
         backlog = len(queue_io.ready_files(self.train_dir))
         verbose = self.cfg['data_stream_verbose']
         timing = f", make {made - start:.3f}s save {start + seconds - made:.3f}s" if verbose else ''
-        self.log(f"{split} {os.path.basename(path)}: {n_batches} batches, {tokens / seconds / 1e6:.2f}M tok/s, "
+        stages = info.get('stages', ())
+        stage = f" (stage {stages[0]})" if split == 'train' and len(stages) == 1 else ''  # the curriculum's stage
+        self.log(f"{split} {os.path.basename(path)}{stage}: {n_batches} batches, {tokens / seconds / 1e6:.2f}M tok/s, "
                  f"backlog {backlog}/{self.cfg['max_backlog_files']}{timing}")
         line = self.summary_line(stats)
         if line:
@@ -487,6 +490,14 @@ def stop_signals_held():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def stage_info(tensors):
+    """A batch file's info entry naming the stages its rows come from: {'stages': [indices]} when
+    it stores a `stage` tensor (one index for a train file of the curriculum), else {}."""
+    if 'stage' not in tensors:
+        return {}
+    return {'stages': torch.unique(tensors['stage']).tolist()}
 
 
 def describe_changes(old, new):

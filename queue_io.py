@@ -9,6 +9,7 @@ Layout of a dataset folder (data/<dataset>/ by default, or the `data_dir` key):
     queue/train/.claimed/...      files a consumer has claimed and not yet finished
     queue/val/val_<index>.pt      the validation set: written once, never deleted
     queue/workers/                producer locks and heartbeats (pid + time)
+    queue/curriculum.json         the stage the trainer's curriculum chose (producers read it per file)
 
 Names starting with '.' are never ready files: temporary files are `.<name>.tmp-<pid>-<n>`.
 
@@ -314,6 +315,31 @@ def read_meta(data_dir):
     if not isinstance(meta, dict):
         raise MetaError(f"{path} holds a {type(meta).__name__}, not the dict a provider writes; {meta_fix(data_dir)}")
     return meta
+
+
+# -----------------------------------------------------------------------------
+# the curriculum's stage: written by the trainer, read by every producer before each train file
+
+CURRICULUM_NAME = 'curriculum.json'
+
+
+def curriculum_path(data_dir):
+    return os.path.join(data_dir, QUEUE_NAME, CURRICULUM_NAME)
+
+
+def write_curriculum_state(data_dir, state):
+    os.makedirs(os.path.join(data_dir, QUEUE_NAME), exist_ok=True)
+    atomic_json(state, curriculum_path(data_dir))
+
+
+def read_curriculum_state(data_dir):
+    """curriculum.json as a dict, or None when there is none (or it cannot be read as one)."""
+    try:
+        with open(curriculum_path(data_dir)) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 # -----------------------------------------------------------------------------

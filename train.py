@@ -31,10 +31,11 @@ from checkpoints import (LATEST_NAME, fit_problem, load_checkpoint, remove_stale
 from common import (UserError, compute_cleanup, compute_init, print0, restore_rng_state, rng_state, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
+from curriculum import check_queue_schedule, start_curriculum
 from dataset_consumer import DatasetConsumer, validate_meta
 from model import GPT, GPTConfig
-from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_queue_fits, compute_loss, model_input,
-                        validation_loss)
+from objectives import (REMASKING_LOSS_TYPES, TRAINING_TYPES, check_loss_weighting, check_queue_fits, compute_loss,
+                        model_input, validation_loss, validation_nelbo_bits)
 from prepare_streaming import provider_defaults
 from producer import start_producer_if_needed, stop_producer
 from queue_io import atomic_json, dataset_dir
@@ -76,6 +77,7 @@ position_encoding = None    # the original project's name for pos_encoding: read
 # objective
 training_type = 'unmasking'  # 'unmasking' | 'remasking' | 'merged' | 'autoregressive'
 remasking_loss_type = 'all_positions'  # 'corrupted_only' (Approach A) | 'all_positions' (Approach B)
+loss_weighting = 'mean'     # unmasking: 'mean' over masked positions | 'elbo' (1/t: the NELBO per character)
 # AdamW
 learning_rate = 1e-3
 max_iters = 5000
@@ -152,6 +154,7 @@ def check_config(cfg):
         raise UserError(f"training_type={cfg.training_type!r} is unknown; use one of {TRAINING_TYPES}")
     if cfg.remasking_loss_type not in REMASKING_LOSS_TYPES:
         raise UserError(f"remasking_loss_type={cfg.remasking_loss_type!r} is unknown; use one of {REMASKING_LOSS_TYPES}")
+    check_loss_weighting(cfg.loss_weighting, cfg.training_type)
     if cfg.training_type == 'autoregressive' and cfg.attention_type != 'causal':
         raise UserError("training_type='autoregressive' needs attention_type='causal' "
                         "(see config/train_autoregressive.py)")
@@ -175,6 +178,7 @@ class RunState:
     iter_num: int = 0
     best_val_loss: float = float('inf')
     resumed_at: int | None = None   # the iteration a resumed run started at (evaluated before it was saved)
+    curriculum: object = None       # the stage curriculum (curriculum.RunCurriculum), None without one
 
 
 def run_id_for(cfg, compute):
@@ -220,6 +224,8 @@ def open_queue(cfg, compute, queue_dir):
     try:
         validate_meta(consumer.meta, block_size=cfg.block_size, batch_size=cfg.batch_size, data_dir=queue_dir)
         check_queue_fits(consumer.meta, cfg.training_type)
+        check_loss_weighting(cfg.loss_weighting, cfg.training_type, consumer.meta)
+        check_queue_schedule(consumer.meta, cfg, queue_dir)
     except BaseException:
         consumer.close()
         raise
@@ -313,14 +319,20 @@ def get_lr(it, cfg):
 
 
 def evaluate_and_log(model, consumer, cfg, compute, state, lr, log):
-    """Validation loss over the fixed validation set, overall and per stage, into `state` and the log;
-    returns whether it beat the best so far."""
+    """Validation loss over the fixed validation set, overall and per stage (and for unmasking the NELBO in
+    bits per character), into `state`, the log and the curriculum; returns whether it beat the best so far."""
     batches = itertools.islice(consumer.val_batches(), cfg.eval_iters)
     losses = validation_loss(model, batches, consumer.meta, cfg.training_type, cfg.remasking_loss_type,
                              compute.autocast, compute.rank, compute.world_size)
+    if cfg.training_type == 'unmasking':  # the bound itself, comparable whatever the loss_weighting and stages
+        nelbo = validation_nelbo_bits(model, itertools.islice(consumer.val_batches(), cfg.eval_iters), consumer.meta,
+                                      compute.autocast, compute.rank, compute.world_size)
+        losses = {'val/loss': losses.pop('val/loss'), 'val/nelbo_bits': nelbo, **losses}
     improved = losses['val/loss'] < state.best_val_loss
     state.best_val_loss = min(state.best_val_loss, losses['val/loss'])
     log.evaluation(state.iter_num, lr, losses, state.best_val_loss)
+    if state.curriculum is not None and state.curriculum.evaluation(losses['val/loss'], state.iter_num):
+        log.stage_switch()
     return improved
 
 
@@ -330,7 +342,7 @@ def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
     checkpoint = dict(model=raw_model.state_dict(), model_args=state.model_args, iter_num=state.iter_num,
                       best_val_loss=state.best_val_loss, config=dict(cfg), meta=meta,
                       training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
-                      run_id=state.run_id)
+                      run_id=state.run_id, curriculum=state.curriculum and state.curriculum.state_dict())
     resume_state = dict(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng_state=rng_state())
     name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints)
     print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
@@ -351,7 +363,8 @@ def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
         with compute.autocast:
             logits, _ = model(model_input(batch['x'], batch['y'], cfg.training_type))  # (B, T, V)
             loss = compute_loss(logits, batch['x'], batch['y'], cfg.training_type, cfg.remasking_loss_type,
-                                consumer.meta['wrong_token_id'], consumer.meta['mask_token_id'])
+                                consumer.meta['wrong_token_id'], consumer.meta['mask_token_id'],
+                                loss_weighting=cfg.loss_weighting)
             loss = loss / micro_steps  # the gradients sum over micro-steps: scale to a mean
         scaler.scale(loss).backward()
         total += loss.detach()
@@ -364,11 +377,12 @@ def train_step(model, optimizer, scaler, consumer, cfg, compute, micro_steps):
     return total.item()  # one device sync per step, so the step time below is the real one
 
 
-def train(cfg, compute, consumer, run_id):
+def train(cfg, compute, consumer, run_id, curriculum=None):
     """The training loop, up to max_iters, evaluating and saving on the way; returns the RunState."""
     micro_steps = micro_steps_per_rank(cfg, compute.world_size)
     state = RunState(run_id, model_args_from(cfg, consumer.meta),
-                     tokens_per_iter=cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size)
+                     tokens_per_iter=cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size,
+                     curriculum=curriculum)
     print0(f"tokens per iteration: {state.tokens_per_iter:,} ({cfg.gradient_accumulation_steps} micro-steps x "
            f"{cfg.batch_size} x {cfg.block_size}, {compute.world_size} process(es))")
     # weights are saved from raw_model: no DDP 'module.' or compile '_orig_mod.' prefixes
@@ -376,7 +390,8 @@ def train(cfg, compute, consumer, run_id):
     model, eval_model = compile_and_wrap(raw_model, cfg, compute)
     log = TrainingLog(cfg, consumer, state.tokens_per_iter,
                       mfu_model=raw_model if compute.device_type == 'cuda' else None,  # MFU against a GPU's peak
-                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None)
+                      wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None,
+                      curriculum=curriculum)
     while True:
         # nanochat's loop: one pass past max_iters, so the final evaluation and save always happen
         last_step = state.iter_num >= cfg.max_iters
@@ -412,13 +427,14 @@ def main(argv):
     producer = consumer = None
     try:
         run_id = run_id_for(cfg, compute)
+        curriculum = start_curriculum(cfg, queue_dir, run_id, compute.master)  # before a producer reads its stage
         if compute.master:
             save_run_config(cfg, run_id, argv, compute.world_size)
             producer = start_producer_if_needed(queue_dir, {key: cfg[key] for key in provider_keys},
                                                 os.path.join(cfg.out_dir, f'producer_{run_id}.log'),
                                                 start=cfg.start_producer, timeout=cfg.data_wait_timeout)
         consumer = open_queue(cfg, compute, queue_dir)
-        state = train(cfg, compute, consumer, run_id)
+        state = train(cfg, compute, consumer, run_id, curriculum)
         print0(f"done: iter {state.iter_num}, best val loss {state.best_val_loss:.4f}")
         return state
     finally:

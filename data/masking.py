@@ -20,6 +20,9 @@ Stage dicts (see docs/architecture.md):
     {'type': 'random', 'max_masked_ratio': r}
     {'type': 'sticky', 'target_masked_ratio': r, 'p1_probability': p1, 'p2_probability': p2}
     {'type': 'span', 'spans_count': k}
+    {'type': 'uniform'}                         (the masked fraction t ~ U(0, 1], stratified per batch)
+Any stage may also carry 'val_loss_stale_count' (a positive integer): the sequential curriculum's
+patience for that stage (see curriculum.py); the kernels ignore it.
 """
 
 import difflib
@@ -39,7 +42,10 @@ STAGE_PARAMETERS = {
     'random': ('max_masked_ratio',),
     'sticky': ('target_masked_ratio', 'p1_probability', 'p2_probability'),
     'span': ('spans_count',),
+    'uniform': (),
 }
+# fields any stage may carry besides its parameters: read by the curriculum, not by the kernels
+OPTIONAL_STAGE_FIELDS = ('val_loss_stale_count',)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,11 +349,72 @@ def reference_span_mask(n_rows, block_size, spans_count, generator):
 
 
 # ----------------------------------------------------------------------------------------------
+# uniform stage: the masked fraction t ~ U(0, 1], stratified over the rows of each batch (MDLM)
+
+def _uniform_mask_draws(batch_of_row, block_size, generator):
+    """The draws of uniform_mask: stratum priorities (N,), jitter (N,) float64 in [0, 1), position bits (N, T)."""
+    n_rows = batch_of_row.numel()
+    priority = torch.randperm(n_rows, generator=generator)  # (N,) which row of a batch takes which stratum
+    jitter = torch.rand(n_rows, generator=generator, dtype=torch.float64)  # (N,) where in its stratum
+    bits = uniform_bits((n_rows, block_size), generator)  # (N, T)
+    return priority, jitter, bits
+
+
+def stratified_ratios(batch_of_row, priority, jitter):
+    """t (N,) float64 in (0, 1]: the n rows of each batch get one t in each stratum (j/n, (j+1)/n].
+
+    batch_of_row (N,) long: the batch of every row (any order); the strata go to a batch's rows in
+    the order of `priority` (a random permutation), so which row gets the low t is random, and
+    t = (j + 1 - jitter) / n places it uniformly inside stratum j. Every batch then covers (0, 1]
+    evenly: the mean masked fraction of a batch varies far less than with independent draws.
+    """
+    n_rows = batch_of_row.numel()
+    sizes = torch.bincount(batch_of_row)  # (n_batches,)
+    starts = torch.cumsum(sizes, 0) - sizes  # (n_batches,) where each batch starts once sorted
+    order = torch.argsort(batch_of_row * n_rows + priority)  # (N,) grouped by batch, priority order inside
+    strata = torch.empty(n_rows, dtype=torch.int64)
+    strata[order] = torch.arange(n_rows) - starts[batch_of_row[order]]  # rank inside the batch
+    return (strata.double() + 1.0 - jitter) / sizes[batch_of_row].double()
+
+
+def uniform_mask(batch_of_row, block_size, generator):
+    """Each row draws t ~ U(0, 1], stratified over the rows of its batch (stratified_ratios), then
+    masks each position independently with probability t: the linear-schedule forward process of
+    masked diffusion (MDLM's low-discrepancy sampler). Mean masked fraction 1/2; the masked count k
+    of a row is uniform on 0..T (a binomial count under a uniform t)."""
+    priority, jitter, bits = _uniform_mask_draws(batch_of_row, block_size, generator)
+    ratios = stratified_ratios(batch_of_row, priority, jitter)  # (N,)
+    return below_threshold(bits, probability_threshold(ratios).unsqueeze(1))  # (N, T)
+
+
+def reference_uniform_mask(batch_of_row, block_size, generator):
+    priority, jitter, bits = _uniform_mask_draws(batch_of_row, block_size, generator)
+    batches, priority, jitter = batch_of_row.tolist(), priority.tolist(), jitter.tolist()
+    mask = torch.zeros(len(batches), block_size, dtype=torch.bool)
+    for batch in sorted(set(batches)):
+        rows = sorted((i for i, b in enumerate(batches) if b == batch), key=lambda i: priority[i])
+        for stratum, i in enumerate(rows):
+            t = (stratum + 1 - jitter[i]) / len(rows)
+            threshold = probability_threshold(t)
+            for position in range(block_size):
+                mask[i, position] = int(bits[i, position]) < threshold
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------
 # stages: dispatch, validation, assignment of rows to stages
 
-def stage_mask(stage, n_rows, block_size, generator):
-    """The (N, T) mask of one stage dict (see the module docstring for the fields)."""
+def stage_mask(stage, n_rows, block_size, generator, batch_of_row=None):
+    """The (N, T) mask of one stage dict (see the module docstring for the fields).
+
+    batch_of_row (N,): the batch of each row, for the stages that treat a batch's rows together
+    (uniform: stratified t); None: all N rows are one batch.
+    """
     kind = stage['type']
+    if kind == 'uniform':
+        if batch_of_row is None:
+            batch_of_row = torch.zeros(n_rows, dtype=torch.long)
+        return uniform_mask(batch_of_row, block_size, generator)
     if kind == 'random':
         return random_mask(n_rows, block_size, stage['max_masked_ratio'], generator)
     if kind == 'sticky':
@@ -355,7 +422,7 @@ def stage_mask(stage, n_rows, block_size, generator):
                            stage['p1_probability'], stage['p2_probability'], generator)
     if kind == 'span':
         return span_mask(n_rows, block_size, stage['spans_count'], generator)
-    raise UserError(f"unknown stage type {kind!r}; allowed: 'random', 'sticky', 'span'")
+    raise UserError(f"unknown stage type {kind!r}; allowed: {', '.join(map(repr, STAGE_PARAMETERS))}")
 
 
 def _is_number(value):
@@ -364,10 +431,10 @@ def _is_number(value):
 
 def _parameter_problem(name, value, block_size):
     """What is wrong with one stage parameter (a phrase), or None when it is fine."""
-    if name == 'spans_count':
+    if name in ('spans_count', 'val_loss_stale_count'):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             return 'must be a positive integer'
-        if block_size is not None and 2 * value > block_size + 1:
+        if name == 'spans_count' and block_size is not None and 2 * value > block_size + 1:
             return f'must be at most {(block_size + 1) // 2} for block_size={block_size}'
         return None
     if not _is_number(value):
@@ -385,17 +452,20 @@ def _validate_stage(stage, where, block_size):
     if kind not in STAGE_PARAMETERS:
         raise UserError(f"{where}['type'] is {kind!r}; allowed: {kinds}")
     needed = STAGE_PARAMETERS[kind]
+    allowed = needed + OPTIONAL_STAGE_FIELDS
     for name in stage:
-        if name != 'type' and name not in needed:
-            close = difflib.get_close_matches(str(name), needed, n=1)
+        if name != 'type' and name not in allowed:
+            close = difflib.get_close_matches(str(name), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ''
-            raise UserError(f"{where} has unknown field {name!r}{hint}; "
-                            f"a {kind!r} stage takes {', '.join(needed)}")
+            takes = ', '.join(needed) if needed else 'no parameters'
+            raise UserError(f"{where} has unknown field {name!r}{hint}; a {kind!r} stage takes {takes} "
+                            f"(and optionally {', '.join(OPTIONAL_STAGE_FIELDS)})")
     for name in needed:
         if name not in stage:
             raise UserError(f"{where} ({kind!r} stage) is missing {name!r}; "
                             f"it needs {', '.join(needed)}")
-        problem = _parameter_problem(name, stage[name], block_size)
+    for name in allowed:
+        problem = _parameter_problem(name, stage[name], block_size) if name in stage else None
         if problem:
             raise UserError(f"{where}[{name!r}] {problem}; got {stage[name]!r}")
 
@@ -404,7 +474,8 @@ def validate_stages(stages, key, block_size=None):
     """Raise UserError (one line naming e.g. 'unmasking_stages[2]') for a bad stage list.
 
     Ratios must be in (0, 1], p1_probability in (0, 1], p2_probability in [0, 1],
-    spans_count a positive integer (at most (block_size + 1) // 2 when block_size is given).
+    spans_count a positive integer (at most (block_size + 1) // 2 when block_size is given),
+    val_loss_stale_count (optional, any stage) a positive integer.
     Unknown fields are errors too, so a misspelt parameter cannot pass silently.
     """
     if not isinstance(stages, (list, tuple)):
@@ -453,14 +524,24 @@ def reference_assign_stages(n_rows, n_stages, batch_size, generator):
 
 
 def staged_masks(stages, n_rows, block_size, batch_size, generator):
-    """Masks for a file whose rows mix all `stages`: ((N, T) bool, (N,) long stage index)."""
+    """Masks for a file whose rows mix all `stages`: ((N, T) bool, (N,) long stage index).
+
+    A uniform stage stratifies its t over its own rows of each batch."""
     stage_of_row = assign_stages(n_rows, len(stages), batch_size, generator)  # (N,)
     mask = torch.zeros(n_rows, block_size, dtype=torch.bool)
     for index, stage in enumerate(stages):
         rows = (stage_of_row == index).nonzero().squeeze(1)
         if rows.numel():
-            mask[rows] = stage_mask(stage, rows.numel(), block_size, generator)
+            mask[rows] = stage_mask(stage, rows.numel(), block_size, generator, rows // batch_size)
     return mask, stage_of_row
+
+
+def single_stage_masks(stages, stage_index, n_rows, block_size, batch_size, generator):
+    """Masks for a file whose rows all come from stages[stage_index] (the sequential curriculum):
+    ((N, T) bool, (N,) long stage index, all equal)."""
+    batch_of_row = torch.arange(n_rows) // batch_size  # (N,)
+    mask = stage_mask(stages[stage_index], n_rows, block_size, generator, batch_of_row)
+    return mask, torch.full((n_rows,), stage_index, dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the PositionPicker that providers compose (data/positions.py)."""
 import pytest
 import torch
 
+import queue_io
 from common import UserError
 from data import masking as mu
 from data import positions
@@ -83,6 +84,17 @@ def test_assign_stages_equals_reference(n_rows, n_stages, batch_size):
     assert torch.equal(fast, slow)
 
 
+@pytest.mark.parametrize('batch_of_row', [
+    [0] * 9,                           # one batch
+    [0, 0, 0, 1, 1, 1, 1, 2],          # batches of different sizes, rows in order
+    [2, 0, 1, 0, 2, 2, 1, 0, 0, 1],    # a stage's rows taken from a mixed file in any order
+    [3, 3, 0],                         # batch ids with gaps
+])
+def test_uniform_mask_equals_reference(batch_of_row):
+    batch_of_row = torch.tensor(batch_of_row)
+    assert torch.equal(mu.uniform_mask(batch_of_row, 40, gen(8)), mu.reference_uniform_mask(batch_of_row, 40, gen(8)))
+
+
 def test_choose_exactly_equals_reference_and_counts():
     candidates = mu.bernoulli_mask(10, 30, 0.4, gen(5))
     counts = candidates.sum(1) // 2
@@ -145,6 +157,39 @@ def test_span_mask_rejects_too_many_spans():
         mu.span_mask(2, 10, 6, gen())
 
 
+def test_stratified_ratios_give_each_batch_one_t_per_stratum_in_random_order():
+    batch_of_row = torch.tensor([1, 0, 1, 0, 1, 0, 1, 2, 2, 2, 2, 2])  # batches of 3, 4 and 5 rows
+    first_rows = []
+    for seed in range(30):
+        priority = torch.randperm(12, generator=gen(seed))
+        jitter = torch.rand(12, generator=gen(seed + 100), dtype=torch.float64)
+        t = mu.stratified_ratios(batch_of_row, priority, jitter)
+        assert (t > 0).all() and (t <= 1).all()
+        for batch in range(3):
+            rows = (batch_of_row == batch).nonzero().squeeze(1)
+            n = rows.numel()
+            strata = torch.ceil(t[rows] * n).long() - 1  # t in (j/n, (j+1)/n] -> j
+            assert sorted(strata.tolist()) == list(range(n))
+        first_rows.append(int(torch.ceil(t[1] * 3)) - 1)  # the stratum of batch 0's first row
+    assert set(first_rows) == {0, 1, 2}  # strata go to rows in random order
+
+
+def test_uniform_mask_statistics():
+    block_size, n_rows = 16, 17 * 2000
+    mask = mu.uniform_mask(torch.arange(n_rows) // 64, block_size, gen(9))
+    assert abs(mask.float().mean().item() - 0.5) < 0.01
+    k_share = torch.bincount(mask.sum(1), minlength=block_size + 1).double() / n_rows  # k uniform on 0..T
+    assert torch.allclose(k_share, torch.full((block_size + 1,), 1 / (block_size + 1), dtype=torch.float64), atol=0.006)
+
+
+def test_uniform_stage_batches_vary_less_than_independent_draws():
+    # stratified t: every batch's mean masked fraction sits close to 1/2 (for iid t its sd is 0.29 / sqrt(B))
+    batch_size, block_size = 16, 256
+    mask = mu.uniform_mask(torch.arange(batch_size * 200) // batch_size, block_size, gen(10))
+    batch_means = mask.float().mean(1).view(-1, batch_size).mean(1)  # (200,)
+    assert batch_means.std().item() < 0.3 * (0.29 / batch_size ** 0.5)
+
+
 def test_assign_stages_every_stage_in_every_batch():
     n_stages, batch_size = 3, 8
     stages = mu.assign_stages(64, n_stages, batch_size, gen())
@@ -187,6 +232,26 @@ def test_staged_masks_apply_each_rows_stage():
     assert (runs_per_row(mask[stage_of_row == 1]) == 2).all()
     for batch in stage_of_row.view(-1, 16):
         assert set(batch.tolist()) == {0, 1, 2}
+
+
+def test_uniform_rows_of_a_mixed_batch_are_stratified_among_themselves():
+    stages = [{'type': 'uniform'}, {'type': 'random', 'max_masked_ratio': 0.1}]
+    batch_size, block_size = 8, 4096  # 4 uniform rows per batch; with T this long a row's fraction is ~t
+    mask, stage_of_row = mu.staged_masks(stages, batch_size * 50, block_size, batch_size, gen(11))
+    fractions = mask.float().mean(1).view(-1, batch_size)
+    for batch_fractions, batch_stages in zip(fractions, stage_of_row.view(-1, batch_size)):
+        uniform = batch_fractions[batch_stages == 0].sort().values  # (4,)
+        low, high = torch.arange(4) / 4 - 0.04, (torch.arange(4) + 1) / 4 + 0.04
+        assert ((uniform > low) & (uniform < high)).all(), uniform
+
+
+def test_single_stage_masks_give_every_row_the_stage():
+    stages = [{'type': 'span', 'spans_count': 1}, {'type': 'uniform'}]
+    mask, stage_ids = mu.single_stage_masks(stages, 1, 24, 32, 8, gen(12))
+    assert torch.equal(stage_ids, torch.ones(24, dtype=torch.long))
+    assert torch.equal(mask, mu.uniform_mask(torch.arange(24) // 8, 32, gen(12)))
+    mask, stage_ids = mu.single_stage_masks(stages, 0, 24, 32, 8, gen(12))
+    assert (stage_ids == 0).all() and (runs_per_row(mask) == 1).all()
 
 
 def test_stage_mask_dispatch():
@@ -235,6 +300,9 @@ GOOD_STAGES = [{'type': 'random', 'max_masked_ratio': 0.5},
 def test_validate_stages_accepts_good_stages():
     mu.validate_stages(GOOD_STAGES, 'unmasking_stages', block_size=32)
     mu.validate_stages(tuple(GOOD_STAGES), 'validation_stages')
+    # a uniform stage, and the curriculum's field on any stage (the original project's stage files)
+    with_counts = [dict(stage, val_loss_stale_count=i + 1) for i, stage in enumerate(GOOD_STAGES + [{'type': 'uniform'}])]
+    mu.validate_stages(with_counts, 'unmasking_stages', block_size=32)
 
 
 @pytest.mark.parametrize('stages,expected', [
@@ -257,6 +325,12 @@ def test_validate_stages_accepts_good_stages():
     ([{'type': 'span', 'spans_count': 40}], r"must be at most 16 for block_size=32"),
     ([{'type': 'sticky', 'target_masked_ratio': 0.5, 'p1_probabilty': 0.1, 'p2_probability': 0.5}],
      r"unknown field 'p1_probabilty' \(did you mean 'p1_probability'\?\)"),
+    ([{'type': 'uniform', 'max_masked_ratio': 0.5}],
+     r"unmasking_stages\[0\] has unknown field 'max_masked_ratio'; a 'uniform' stage takes no parameters"),
+    ([{'type': 'random', 'max_masked_ratio': 0.5, 'val_loss_stale_cnt': 3}],
+     r"unknown field 'val_loss_stale_cnt' \(did you mean 'val_loss_stale_count'\?\)"),
+    ([{'type': 'uniform', 'val_loss_stale_count': 0}], r"\['val_loss_stale_count'\] must be a positive integer; got 0"),
+    ([{'type': 'span', 'spans_count': 2, 'val_loss_stale_count': 2.5}], r"\['val_loss_stale_count'\] must be a positive"),
 ])
 def test_validate_stages_errors_name_the_stage_and_field(stages, expected):
     with pytest.raises(UserError, match=expected) as error:
@@ -322,3 +396,68 @@ def test_stage_ratios_match_a_loop():
 def test_picker_errors_name_the_key(overrides, expected):
     with pytest.raises(UserError, match=expected):
         positions.PositionPicker(picker_config(**overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# the curriculum schedule: stages given, use_all_stages_for_training=False
+
+def curriculum_picker(tmp_path, **overrides):
+    return positions.PositionPicker(picker_config(**{'unmasking_stages': GOOD_STAGES, 'data_dir': str(tmp_path),
+                                                     **overrides}))
+
+
+def test_picker_curriculum_takes_each_train_file_from_the_trainers_stage(tmp_path):
+    picker = curriculum_picker(tmp_path)
+    assert picker.schedule == 'curriculum' and picker.staged
+    assert picker.mode_meta() == {'mode': 'curriculum'}
+    assert picker.stage_meta() == {'unmasking_stages': GOOD_STAGES, 'validation_stages': GOOD_STAGES}
+    selected, stage_ids = picker.pick('train', 12, gen(1))  # no curriculum.json yet: stage 0
+    expected = mu.single_stage_masks(GOOD_STAGES, 0, 12, 32, 6, gen(1))
+    assert torch.equal(selected, expected[0]) and torch.equal(stage_ids, expected[1])
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 2})
+    selected, stage_ids = picker.pick('train', 12, gen(1))
+    assert (stage_ids == 2).all() and (runs_per_row(selected) == 3).all()  # the span stage
+    assert picker.file_tensors(selected, selected, stage_ids)['stage'].dtype == torch.int8
+    # the validation set stays the fixed mix of all stages
+    selected, stage_ids = picker.pick('val', 12, gen(2))
+    expected = mu.staged_masks(GOOD_STAGES, 12, 32, 6, gen(2))
+    assert torch.equal(selected, expected[0]) and torch.equal(stage_ids, expected[1])
+
+
+def test_picker_curriculum_keeps_its_stage_when_the_file_names_another(tmp_path, capsys):
+    picker = curriculum_picker(tmp_path)
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 1})
+    assert picker.current_train_stage() == 1
+    queue_io.write_curriculum_state(str(tmp_path), {'stage': 7})
+    assert picker.current_train_stage() == 1 and picker.current_train_stage() == 1
+    out = capsys.readouterr().out
+    assert out.count("asks for stage 7 but unmasking_stages has 3; staying at stage 1") == 1, out
+
+
+def test_picker_curriculum_needs_only_the_validation_list_to_fit_a_batch(tmp_path):
+    # train files hold one stage each, so 9 train stages fit batches of 6; the mixed validation list must
+    curriculum_picker(tmp_path, unmasking_stages=GOOD_STAGES * 3, validation_stages=GOOD_STAGES)
+    with pytest.raises(UserError, match=r"unmasking_stages has 9 stages but batch_size=6"):
+        curriculum_picker(tmp_path, unmasking_stages=GOOD_STAGES * 3)
+
+
+STALE = [dict(stage, val_loss_stale_count=2) for stage in GOOD_STAGES]
+
+
+@pytest.mark.parametrize('overrides,expected', [
+    (dict(unmasking_stages=GOOD_STAGES, mask_probability=0.3), ["mask_probability=0.3 is unused"]),
+    (dict(validation_stages=GOOD_STAGES), ["validation_stages is unused without unmasking_stages"]),
+    (dict(use_all_stages_for_training=True, unmasking_stages=STALE),
+     ["val_loss_stale_count in unmasking_stages is unused: use_all_stages_for_training=True mixes"]),
+    (dict(unmasking_stages=STALE, validation_stages=STALE),
+     ["val_loss_stale_count in validation_stages is unused"]),
+    (dict(unmasking_stages=STALE), []),  # the curriculum reads them
+    (dict(use_all_stages_for_training=True, unmasking_stages=GOOD_STAGES), []),
+    (dict(), []),
+])
+def test_unused_position_keys_are_named_once(overrides, expected, tmp_path, capsys):
+    cfg = picker_config(data_dir=str(tmp_path), **overrides)
+    notes = positions.unused_key_notes(cfg)
+    assert len(notes) == len(expected) and all(n.startswith(e) for n, e in zip(notes, expected)), notes
+    positions.PositionPicker(cfg)
+    assert capsys.readouterr().out == ''.join(f"warning: {note}\n" for note in notes)
