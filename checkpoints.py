@@ -26,7 +26,7 @@ from queue_io import atomic_torch_save
 LATEST_NAME = 'ckpt.pt'
 # the architecture keys of model_args that two models must share to continue or replace each other
 ARCH_KEYS = ('n_layer', 'n_head', 'n_embd', 'block_size', 'vocab_size', 'bias', 'attention_type', 'pos_encoding')
-_VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive)_(\d+)\.pt$')
+_VERSIONED = re.compile(r'^ckpt_(unmasking|remasking_corrupted_only|remasking_all_positions|autoregressive|merged)_(\d+)\.pt$')
 
 
 def run_kind(training_type, remasking_loss_type=None):
