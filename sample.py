@@ -41,7 +41,8 @@ from prepare_streaming import provider_keys_if_known
 # -----------------------------------------------------------------------------
 # which models
 out_dir = 'out-shakespeare-char-quick'
-checkpoint_name = None           # unmasking model in out_dir; None = the newest ckpt_unmasking_<iter>.pt
+checkpoint_name = None           # unmasking (or merged) model in out_dir; None = the newest ckpt_unmasking_<iter>.pt,
+                                 # else the newest ckpt_merged_<iter>.pt
 remasking_checkpoint_name = None  # optional remasking model; 'newest' = the newest one in remasking_out_dir
 remasking_out_dir = None         # where the remasking model lives; None = out_dir
 sampler = 'auto'                 # 'auto' | 'diffusion' | 'mdlm' | 'confidence' | 'remdm' | 'edit'
