@@ -19,8 +19,11 @@ Text (plain strings):
 See docs/evaluation.md for what each number means.
 """
 
+import functools
 import math
 import re
+import sys
+import unicodedata
 
 import numpy as np
 import torch
@@ -30,7 +33,6 @@ import sampling_utils as su
 
 LN2 = math.log(2.0)
 ELBO_ESTIMATORS = ('count', 'time')
-WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")  # letters, with inner apostrophes (o'er, 'tis -> tis)
 
 
 # -----------------------------------------------------------------------------
@@ -185,9 +187,23 @@ def char_entropy(texts):
     return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: a one-character text gives 0.0, not -0.0
 
 
+@functools.lru_cache(maxsize=None)
+def word_pattern():
+    """Runs of letters of any script, inner apostrophes kept (o'er; 'tis -> tis; straight or typographic).
+    A letter is a word character that is neither a digit nor '_' ([^\\W\\d_]), or a combining mark
+    (Unicode category M: the accents of decomposed text, the vowel signs of Indic scripts), which
+    belongs to the letter before it. Built once, on first use (a pass over the code points: ~0.4 s)."""
+    marks = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith('M')]
+    starts = [c for i, c in enumerate(marks) if i == 0 or marks[i - 1] != c - 1]
+    ends = [c for i, c in enumerate(marks) if i == len(marks) - 1 or marks[i + 1] != c + 1]
+    mark_class = ''.join(f"\\U{a:08x}-\\U{b:08x}" for a, b in zip(starts, ends))
+    letter = f"(?:[^\\W\\d_]|[{mark_class}])"
+    return re.compile(f"{letter}+(?:['\u2019]{letter}+)*")
+
+
 def words(text):
-    """Lower-case words: runs of letters (inner apostrophes kept)."""
-    return WORD.findall(text.lower())
+    """Lower-case words: runs of letters of any script (see word_pattern)."""
+    return word_pattern().findall(text.lower())
 
 
 def valid_word_share(texts, vocabulary):

@@ -7,9 +7,10 @@ Evaluate trained checkpoints and print the numbers as tables (and, with output_f
   remasking  how well a remasking model finds wrong characters in validation text corrupted with
              random characters, and with the unmasking model's own predictions: AUROC, precision,
              recall and F1 at remasking_confidence_threshold
-  samples    text from each remasking mode (random, intelligent, threshold, mixed) at one budget of
-             forward passes, scored by the reference model (bits/char), character entropy, valid
-             words, distinct 4-grams and the longest passage copied from the training text
+  samples    text from each remasking mode (random, intelligent, threshold, mixed) and each of the
+             field's samplers (mdlm, confidence, remdm) at one budget of forward passes, scored by the
+             reference model (bits/char), character entropy, valid words, distinct 4-grams and the
+             longest passage copied from the training text
   plot=True  a PNG of sample quality against diffusion iterations per mode
 
 Everything is built from the checkpoints' saved config and meta (corpus, vocabulary, validation
@@ -44,7 +45,7 @@ from queue_io import atomic_json
 # -----------------------------------------------------------------------------
 # which models
 out_dir = 'out-shakespeare-char-quick'
-checkpoint_name = None           # the unmasking (or a merged) model in out_dir; None = newest ckpt_unmasking_<iter>.pt
+checkpoint_name = None           # the unmasking (or merged) model in out_dir; None = the newest, as in sample.py
 remasking_checkpoint_name = None  # a remasking model (name in remasking_out_dir, or a path); 'newest'; None = none
 remasking_out_dir = None         # None = out_dir
 reference_checkpoint_name = 'newest'  # the autoregressive reference (name or path); 'newest' skips when there is none
@@ -72,6 +73,10 @@ top_k = None
 remasking_schedule = 'linear'
 start_ratio = 1.0
 end_ratio = 0.1
+reveal_schedule = 'linear'       # mdlm / confidence / remdm, as in sample.py
+remdm_eta = 0.05
+remdm_window = (0.0, 1.0)
+remdm_score = 'random'
 plot = False                     # PNG of sample quality against diffusion iterations (needs matplotlib)
 plot_iterations = (5, 10, 20, 40)
 plot_file = None                 # None = <out_dir>/eval_samples.png
@@ -84,7 +89,7 @@ dtype = 'auto'
 DEFAULTS = defaults_from(globals())
 
 SECTIONS = ('loss', 'remasking', 'samples')
-MODES = tuple(generate.REMASKING_MODES)  # every remasking mode, in the tables' order
+MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
 
 @dataclass
@@ -94,7 +99,7 @@ class Models:
     unmasker: generate.Forward    # its .model is the GPT itself (the validation loss calls it)
     vocab: generate.Vocab
     remasking_path: str = None
-    remasker: generate.Forward = None  # a merged model's: its own network, counted apart
+    remasker: generate.Forward = None  # a merged model's: the unmasker itself (one pass scores both)
     reference_path: str = None
     reference: generate.Forward = None
     merged: bool = False          # one merged checkpoint is both the unmasking and the remasking model
@@ -137,9 +142,11 @@ def check_settings(cfg):
     if cfg.prediction_sampling and not cfg.prediction_temperature > 0:
         raise UserError(f"prediction_temperature={cfg.prediction_temperature!r} must be > 0")
     generate.check_common_settings(cfg)
-    for mode in MODES:
+    for mode in generate.REMASKING_MODES:
         generate.check_diffusion_settings(mode_config(cfg, mode, 1))
         generate.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
+    for sampler in generate.FIELD_SAMPLERS:  # remdm_score='wrong' is checked once the model is known
+        generate.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
     if cfg.plot:
         import_pyplot()  # fail now, not after minutes of evaluation
     return wanted
@@ -165,28 +172,11 @@ def load_reference_checkpoint(cfg):
     return path, ckpt
 
 
-def load_merged_checkpoint(cfg):
-    """(path, checkpoint) when checkpoint_name is a merged model, else (None, None)."""
-    if not cfg.checkpoint_name:
-        return None, None  # the newest *unmasking* checkpoint is looked up, never a merged one
-    path = generate.find_checkpoint(cfg.out_dir, cfg.checkpoint_name, 'unmasking')
-    ckpt = load_checkpoint(path)  # memory-mapped: loading it again for an unmasking model costs little
-    if ckpt.get('training_type') != 'merged':
-        return None, None
-    if cfg.remasking_checkpoint_name:
-        raise UserError(f"{path} is a merged model, its own remasker: drop remasking_checkpoint_name="
-                        f"{cfg.remasking_checkpoint_name!r}, or evaluate that remasker with an unmasking model")
-    return path, ckpt
-
-
 def load_models(cfg, device):
-    path, ckpt = load_merged_checkpoint(cfg)
-    merged = ckpt is not None
-    if merged:  # NELBO from its [MASK] predictions, detection from its [WRONG] probabilities
-        rpath, rckpt = path, ckpt
-    else:
-        path, ckpt = generate.load_unmasking_checkpoint(cfg)
-        rpath, rckpt = generate.load_remasking_checkpoint(cfg)
+    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    merged = ckpt.get('training_type') == 'merged'
+    generate.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
+    rpath, rckpt = generate.load_remasking_checkpoint(cfg, path, ckpt)
     apath, ackpt = load_reference_checkpoint(cfg)
     generate.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
     generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
@@ -197,9 +187,9 @@ def load_models(cfg, device):
         raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
                         f"with the unmasking model's block_size")
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, ackpt))
-    # a merged model's remasker is the same network in its own Forward, so its passes are counted apart
-    remasker = generate.Forward(unmasker.model, ctx) if merged else generate.load_forward(rckpt, device, ctx)
+    unmasker, remasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
+    if merged:
+        rpath, remasker = path, unmasker  # its own remasker, from the same forward pass
     return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference,
                   merged=merged)
 
@@ -338,27 +328,32 @@ def remasking_report(cfg, models, windows, device):
 # samples
 
 def mode_config(cfg, mode, iterations):
-    """The sample.py settings that run `mode` for `iterations` iterations."""
-    return Config(dict(cfg, **generate.mode_settings(mode, cfg.remasking_confidence_threshold),
-                       diffusion_iterations=iterations))
+    """The sample.py settings that run `mode` (a remasking mode or a field sampler) for `iterations` iterations."""
+    flags = generate.mode_settings(mode, cfg.remasking_confidence_threshold) if mode in generate.REMASKING_MODES else {}
+    return Config(dict(cfg, **flags, diffusion_iterations=iterations))
 
 
-def iterations_for(mode, budget, has_remasker):
-    """Diffusion iterations that spend `budget` forward passes: a remasking model adds one per iteration."""
-    return budget // 2 if mode != 'random' and has_remasker else budget
+def iterations_for(mode, budget, models):
+    """Iterations that spend `budget` forward passes: a separate remasking model adds one per iteration
+    in the modes that read it (a merged model scores in its own pass)."""
+    separate = models.remasker is not None and not generate.is_merged(models.unmasker, models.remasker)
+    return budget // 2 if mode in ('intelligent', 'threshold', 'mixed') and separate else budget
 
 
 def generate_in_mode(cfg, models, mode, iterations, device):
     """(texts, tokens (B, L), forward passes per sample, stats) for one mode, from its own fresh seed."""
     mode_cfg = mode_config(cfg, mode, iterations)
-    remasker = models.remasker if mode != 'random' else None  # random mode does not read [WRONG] scores
+    remasker = models.remasker if mode not in ('random', *generate.FIELD_SAMPLERS) else None  # reads no scores
     for forward in (models.unmasker, remasker):
         if forward is not None:
             forward.rows = 0
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     prompt = generate.encode_prompt('', models.vocab.stoi, device)  # unprompted
-    tokens, stats = generate.diffusion_generate(models.unmasker, remasker, prompt, mode_cfg,
-                                                generate.remasking_mode(mode_cfg), models.vocab, generator)
+    if mode in generate.FIELD_SAMPLERS:
+        tokens, stats = generate.field_generate(models.unmasker, prompt, mode_cfg, mode, models.vocab, generator)
+    else:
+        tokens, stats = generate.diffusion_generate(models.unmasker, remasker, prompt, mode_cfg,
+                                                    generate.remasking_mode(mode_cfg), models.vocab, generator)
     passes = generate.forward_passes_per_sample((models.unmasker, remasker), cfg.num_samples)
     return models.vocab.decode(tokens), tokens, passes, stats
 
@@ -384,11 +379,10 @@ def validation_texts(corpus, cfg, device):
 
 
 def samples_report(cfg, models, corpus, device):
-    has_remasker = models.remasker is not None
     out = dict(forward_budget=cfg.forward_budget, num_samples=cfg.num_samples, sequence_length=cfg.sequence_length,
-               score=generate.score_source(models.remasker), modes={})
+               score=generate.score_source(models.unmasker, models.remasker), modes={})
     for mode in MODES:
-        iterations = iterations_for(mode, cfg.forward_budget, has_remasker)
+        iterations = iterations_for(mode, cfg.forward_budget, models)
         texts, tokens, passes, stats = generate_in_mode(cfg, models, mode, iterations, device)
         out['modes'][mode] = dict(iterations=iterations, forward_passes_per_sample=passes,
                                   **text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
@@ -486,7 +480,7 @@ def print_remasking(rm):
 
 
 def print_samples(samples):
-    headers = ['mode', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'valid words', 'distinct 4g', 'copy len']
+    headers = ['sampler / mode', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'valid words', 'distinct 4g', 'copy len']
     rows = [[mode, m['iterations'], m['forward_passes_per_sample'], m['reference_bits_per_char'], m['char_entropy'],
              m['valid_word_share'], m['distinct_4grams'], m['longest_copy_length']]
             for mode, m in samples['modes'].items()]

@@ -6,8 +6,13 @@ and bench/bench_sampling.py call the same loops.
   - the remasking modes and the settings checks both scripts share;
   - finding and loading the unmasking / remasking pair, checked to fit each other (checkpoints.fit_problem);
   - the prompt and the sampler a checkpoint calls for;
-  - the two loops: `diffusion_generate` (unmask everything masked, remask some, repeat) and
+  - the loops: `diffusion_generate` (the seed's loop: unmask everything masked, remask some, repeat),
+    `field_generate` (the field's masked-diffusion samplers: mdlm, confidence, remdm) and
     `edit_generate` (substitute, delete, insert and re-noise random characters into text).
+
+A merged checkpoint (training_type='merged') is one model that fills [MASK] positions and gives
+p([WRONG]) at visible ones in the same forward pass: it serves as the unmasking model, and as its own
+remasker (the caller passes the same Forward as both; see merged_wrong_probability).
 
 The loops read their settings from a config (`cfg.num_samples`, `cfg.diffusion_iterations`, ...:
 the keys at the top of sample.py) and their randomness from one explicit torch.Generator, so one
@@ -16,6 +21,7 @@ in sampling_utils.py. docs/sampling.md describes every setting.
 """
 
 import os
+import shlex
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +42,10 @@ REMASKING_MODES = {
     'threshold': (True, False, True),
     'mixed': (True, True, True),
 }
-SAMPLERS = ('diffusion', 'edit')
+FIELD_SAMPLERS = ('mdlm', 'confidence', 'remdm')  # field_generate: one loop, three reveal/remask rules
+SAMPLERS = ('diffusion', *FIELD_SAMPLERS, 'edit')
+REMDM_SCORES = ('random', 'confidence', 'wrong')  # which decoded characters remdm masks again
+UNMASKING_TYPES = ('unmasking', 'merged')  # training types that can fill [MASK] positions
 
 
 # -----------------------------------------------------------------------------
@@ -86,31 +95,52 @@ def load_forward(checkpoint, device, ctx, compile=False):
 
 
 def forward_passes_per_sample(forwards, num_samples):
-    """Rows the models (None: not in use) have seen since their counters were last reset, per sample."""
-    return sum(f.rows for f in forwards if f is not None) / num_samples
+    """Rows the models (None: not in use) have seen since their counters were last reset, per sample.
+    A model passed twice (a merged model as unmasker and remasker) counts once."""
+    distinct = {id(f): f for f in forwards if f is not None}
+    return sum(f.rows for f in distinct.values()) / num_samples
 
 
-def score_source(remasker):
+def is_merged(unmasker, remasker):
+    """A merged model serves as both: the same Forward passed twice."""
+    return remasker is not None and remasker is unmasker
+
+
+def score_source(unmasker, remasker):
     """What the diffusion loop's [WRONG] scores come from (see wrong_probability)."""
+    if is_merged(unmasker, remasker):
+        return 'merged_model'
     return 'remasking_model' if remasker is not None else 'unmasking_confidence'
 
 
 # -----------------------------------------------------------------------------
 # settings
 
-def remasking_mode(cfg):
-    """'random' | 'intelligent' | 'threshold' | 'mixed' from the three flags; contradictions are errors."""
+def command_line(argv, script='sample.py', **settings):
+    """`python <script> <argv>` with `settings` set: the command a user can run instead (argv's own
+    entries for those keys are replaced, everything else is kept as given)."""
+    kept = [arg for arg in argv if arg.split('=', 1)[0].lstrip('-') not in settings]
+    added = [f"--{key}={value}" for key, value in settings.items()]
+    return ' '.join(['python', script, *(shlex.quote(arg) for arg in kept + added)])
+
+
+def remasking_mode(cfg, argv=None):
+    """'random' | 'intelligent' | 'threshold' | 'mixed' from the three flags; contradictions are errors.
+    `argv` (the user's command-line arguments) lets the mixed-mode errors name the full command that works."""
     threshold = cfg.remasking_confidence_threshold
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
         raise UserError(f"remasking_confidence_threshold={threshold!r} must be a probability in (0, 1)")
-    if cfg.use_mixed_remasking and not cfg.use_intelligent_remasking:
-        raise UserError("use_mixed_remasking=True needs use_intelligent_remasking=True as well")
+    if cfg.use_mixed_remasking and not (cfg.use_intelligent_remasking and threshold is not None):
+        missing = dict(use_intelligent_remasking=True) if not cfg.use_intelligent_remasking else {}
+        if threshold is None:
+            missing['remasking_confidence_threshold'] = 0.01  # the guide's mixed examples use 0.01
+        argv = ['--use_mixed_remasking=True'] if argv is None else argv
+        raise UserError(f"use_mixed_remasking=True takes its candidates from intelligent remasking above a "
+                        f"threshold, so it needs {' and '.join(f'{k}={v}' for k, v in missing.items())} as well; "
+                        f"the full command: {command_line(argv, **missing)}")
     if not cfg.use_intelligent_remasking and threshold is not None:
         raise UserError("remasking_confidence_threshold is only used with use_intelligent_remasking=True; "
                         "set it, or drop the threshold for random remasking")
-    if cfg.use_mixed_remasking and threshold is None:
-        raise UserError("use_mixed_remasking=True needs remasking_confidence_threshold (e.g. 0.01) "
-                        "to pick its candidates")
     flags = (bool(cfg.use_intelligent_remasking), bool(cfg.use_mixed_remasking), threshold is not None)
     return next(mode for mode, mode_flags in REMASKING_MODES.items() if mode_flags == flags)
 
@@ -146,6 +176,27 @@ def check_diffusion_settings(cfg):
     check_schedule('remasking_schedule', cfg.remasking_schedule, cfg.start_ratio, cfg.end_ratio)
 
 
+def check_field_settings(cfg, sampler, merged):
+    """The settings of mdlm / confidence / remdm; `merged`: the unmasking checkpoint is a merged model."""
+    check_positive_int(cfg, 'diffusion_iterations')
+    check_schedule('reveal_schedule', cfg.reveal_schedule, cfg.start_ratio, 0.0)
+    if sampler != 'remdm':
+        return
+    if not isinstance(cfg.remdm_eta, (int, float)) or not 0 <= cfg.remdm_eta <= 1:
+        raise UserError(f"remdm_eta={cfg.remdm_eta!r} must be a probability in [0, 1] (ReMDM uses 0.004-0.04)")
+    window = cfg.remdm_window
+    if not (isinstance(window, (tuple, list)) and len(window) == 2
+            and all(isinstance(v, (int, float)) for v in window) and 0 <= window[0] <= window[1] <= 1):
+        raise UserError(f"remdm_window={window!r} must be (from, to) with 0 <= from <= to <= 1: the share of the "
+                        f"iterations in which remdm remasks, e.g. (0.0, 1.0) for all of them")
+    if cfg.remdm_score not in REMDM_SCORES:
+        raise UserError(f"remdm_score={cfg.remdm_score!r} is unknown; use one of {', '.join(REMDM_SCORES)}")
+    if cfg.remdm_score == 'wrong' and not merged:
+        raise UserError("remdm_score='wrong' takes p([WRONG]) from the unmasking model's own forward pass, which "
+                        "only a merged checkpoint (training_type='merged') gives; pass one as checkpoint_name, or "
+                        "use remdm_score='confidence'")
+
+
 def check_edit_settings(cfg):
     check_positive_int(cfg, 'max_iterations')
     check_schedule('insert_schedule', cfg.insert_schedule, cfg.insert_ratio_start, cfg.insert_ratio_end)
@@ -158,66 +209,134 @@ def check_edit_settings(cfg):
 
 
 def resolve_sampler(cfg, meta, path):
-    """'diffusion' or 'edit' for the unmasking checkpoint at `path` (its dataset `meta`)."""
+    """The sampler (one of SAMPLERS) for the unmasking checkpoint at `path` (its dataset `meta`)."""
     # full targets on mask-free corruption: the model predicts every original character, so it can edit
     edit_capable = meta.get('label_semantics') == 'full' and meta.get('corruption_type') in MASK_FREE_CORRUPTIONS
     if cfg.sampler == 'auto':
         return 'edit' if edit_capable else 'diffusion'
+    if cfg.sampler not in SAMPLERS:
+        raise UserError(f"sampler={cfg.sampler!r} is unknown; use one of 'auto', {', '.join(map(repr, SAMPLERS))}")
     if cfg.sampler == 'edit' and not edit_capable:
         raise UserError(f"sampler='edit' needs a model trained with full targets on random-replacement corruption; "
                         f"{path} has corruption_type={meta.get('corruption_type')!r}, "
                         f"label_semantics={meta.get('label_semantics')!r}; use sampler='diffusion'")
-    if cfg.sampler not in SAMPLERS:
-        raise UserError(f"sampler={cfg.sampler!r} is unknown; use 'auto', 'diffusion' or 'edit'")
     return cfg.sampler
 
 
-def sampler_and_mode(cfg, meta, path):
-    """(sampler, remasking mode) after checking that sampler's settings; the edit sampler has no mode."""
-    sampler = resolve_sampler(cfg, meta, path)
+def sampler_and_mode(cfg, ckpt, path, argv=None):
+    """(sampler, remasking mode) for the unmasking checkpoint `ckpt` at `path`, after checking that
+    sampler's settings; only the diffusion sampler has a mode. `argv`: see remasking_mode."""
+    sampler = resolve_sampler(cfg, ckpt['meta'], path)
     if sampler == 'edit':
         check_edit_settings(cfg)
         return sampler, None
+    if sampler in FIELD_SAMPLERS:
+        check_field_settings(cfg, sampler, ckpt.get('training_type') == 'merged')
+        return sampler, None
     check_diffusion_settings(cfg)
-    return sampler, remasking_mode(cfg)
+    return sampler, remasking_mode(cfg, argv)
+
+
+# the settings only some samplers (or remasking modes) read, and who reads them: a user who changes one
+# that the chosen sampler does not read hears so once (ignored_settings)
+EDIT_KEYS = ('max_iterations', 'insert_ratio_start', 'insert_ratio_end', 'delete_ratio_start', 'delete_ratio_end',
+             'noise_start', 'noise_end', 'insert_schedule', 'delete_schedule', 'noise_schedule', 'cooling_distance',
+             'cooling_iterations')
+FLAG_KEYS = ('use_intelligent_remasking', 'use_mixed_remasking', 'remasking_confidence_threshold')
+SCHEDULE_KEYS = ('remasking_schedule', 'end_ratio')
+REMASKER_KEYS = ('remasking_checkpoint_name', 'remasking_out_dir')
+REMDM_KEYS = ('remdm_eta', 'remdm_window', 'remdm_score')
+READERS = {
+    **{key: "sampler='edit'" for key in EDIT_KEYS},
+    **{key: "sampler='diffusion'" for key in FLAG_KEYS},
+    **{key: "sampler='diffusion' in random, intelligent or mixed mode" for key in SCHEDULE_KEYS},
+    **{key: "sampler='diffusion' with use_intelligent_remasking=True" for key in REMASKER_KEYS},
+    **{key: "sampler='remdm'" for key in REMDM_KEYS},
+    'reveal_schedule': "sampler='mdlm', 'confidence' or 'remdm'",
+    'start_ratio': "a schedule: sampler='diffusion' (not threshold mode), 'mdlm', 'confidence' or 'remdm'",
+    'diffusion_iterations': "sampler='diffusion', 'mdlm', 'confidence' or 'remdm'",
+}
+
+
+def settings_read(sampler, mode):
+    """The keys of READERS that `sampler` (in remasking `mode`) reads."""
+    if sampler == 'edit':
+        return EDIT_KEYS
+    if sampler in FIELD_SAMPLERS:
+        return ('diffusion_iterations', 'start_ratio', 'reveal_schedule') + (REMDM_KEYS if sampler == 'remdm' else ())
+    read = ('diffusion_iterations',) + FLAG_KEYS
+    read += SCHEDULE_KEYS + ('start_ratio',) if mode != 'threshold' else ()  # threshold mode has no schedule
+    read += REMASKER_KEYS if mode != 'random' else ()  # random mode never reads [WRONG] scores
+    return read
+
+
+def ignored_settings(cfg, defaults, sampler, mode):
+    """[(key, who reads it)] for the keys changed from `defaults` that `sampler` / `mode` does not read."""
+    read = settings_read(sampler, mode)
+    return [(key, reader) for key, reader in READERS.items()
+            if key not in read and key in cfg and cfg[key] != defaults.get(key)]
+
+
+def reads_remasker(sampler, mode):
+    """Whether this sampler / mode reads a separate remasking model's scores (else it is never loaded)."""
+    return sampler == 'diffusion' and mode != 'random'
 
 
 # -----------------------------------------------------------------------------
 # checkpoints
 
-def find_checkpoint(out_dir, name, kind, trust_pickle=False):
+def find_checkpoint(out_dir, name, kinds, trust_pickle=False):
     """A file name is looked up in out_dir; a name with a folder in it is a path as it stands.
-    `trust_pickle`: the trust_checkpoint_pickle key, for a ckpt.pt opened to learn its kind."""
+    No name (or 'newest'): the newest checkpoint of the first of `kinds` (one kind or a tuple) that
+    out_dir has. `trust_pickle`: the trust_checkpoint_pickle key, for a ckpt.pt opened to learn its kind."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     if name in (None, '', 'newest'):
-        path = newest_checkpoint(out_dir, kind, trust_pickle)
+        path = next(filter(None, (newest_checkpoint(out_dir, kind, trust_pickle) for kind in kinds)), None)
         if path is None:
-            raise UserError(f"no {kind} checkpoint found; {describe_out_dir(out_dir)}")
+            raise UserError(f"no {' or '.join(kinds)} checkpoint found; {describe_out_dir(out_dir)}")
         return path
     return name if os.path.dirname(name) else os.path.join(out_dir, name)
 
 
 def load_unmasking_checkpoint(cfg):
-    path = find_checkpoint(cfg.out_dir, cfg.checkpoint_name, 'unmasking', cfg.trust_checkpoint_pickle)
+    """(path, checkpoint) of the model that fills [MASK]: an unmasking or a merged one. Without a
+    checkpoint_name: the newest unmasking checkpoint in out_dir, else the newest merged one."""
+    path = find_checkpoint(cfg.out_dir, cfg.checkpoint_name, UNMASKING_TYPES, cfg.trust_checkpoint_pickle)
     ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     kind = ckpt.get('training_type')
-    if kind != 'unmasking':
+    if kind not in UNMASKING_TYPES:
         fix = ("pass it as remasking_checkpoint_name" if kind == 'remasking'
-               else "sample.py generates with unmasking (diffusion) models")
+               else "sample.py generates with unmasking (diffusion) or merged models")
         raise UserError(f"{path} is a {kind!r} model, not an unmasking model; {fix}")
     return path, ckpt
 
 
-def load_remasking_checkpoint(cfg):
-    """(path, checkpoint) of the remasking model, or (None, None) when none is asked for."""
+def refuse_second_remasker(cfg, path, ckpt):
+    """A merged unmasking checkpoint scores [WRONG] itself: a separate remasking model beside it is an error."""
+    if cfg.remasking_checkpoint_name and ckpt.get('training_type') == 'merged':
+        raise UserError(f"{path} is a merged model: it gives the [WRONG] probabilities itself, in the same forward "
+                        f"pass that fills the masks; drop remasking_checkpoint_name={cfg.remasking_checkpoint_name!r}"
+                        f" (or pass an unmasking model as checkpoint_name to use that remasker)")
+
+
+def load_remasking_checkpoint(cfg, path=None, ckpt=None):
+    """(path, checkpoint) of the separate remasking model, or (None, None) when none is asked for.
+    `path`, `ckpt`: the unmasking checkpoint (see refuse_second_remasker)."""
+    if ckpt is not None:
+        refuse_second_remasker(cfg, path, ckpt)
     if not cfg.remasking_checkpoint_name:
         return None, None
-    path = find_checkpoint(cfg.remasking_out_dir or cfg.out_dir, cfg.remasking_checkpoint_name, 'remasking',
-                           cfg.trust_checkpoint_pickle)
-    ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
-    if ckpt.get('training_type') != 'remasking':
-        raise UserError(f"remasking_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, "
+    rpath = find_checkpoint(cfg.remasking_out_dir or cfg.out_dir, cfg.remasking_checkpoint_name, 'remasking',
+                            cfg.trust_checkpoint_pickle)
+    rckpt = load_checkpoint(rpath, trust_pickle=cfg.trust_checkpoint_pickle)
+    kind = rckpt.get('training_type')
+    if kind == 'merged':
+        raise UserError(f"remasking_checkpoint_name {rpath} is a merged model; pass it as checkpoint_name instead: "
+                        f"it fills and scores in one forward pass per iteration")
+    if kind != 'remasking':
+        raise UserError(f"remasking_checkpoint_name {rpath} is a {kind!r} model, "
                         f"not a remasking model (train one with training_type='remasking')")
-    return path, ckpt
+    return rpath, rckpt
 
 
 def resolve_sequence_length(cfg, *checkpoints):
@@ -275,12 +394,18 @@ def editable_positions(prompt_length, shape, device):
 # the masked diffusion loop
 
 def wrong_probability(tokens, remasker, confidence, wrong_token_id):
-    """(B, T) score of 'this position is wrong': p([WRONG]) from the remasking model when there is one,
-    else the unmasking model's own doubt about the token it chose, 1 - p(chosen)."""
+    """(B, T) score of 'this position is wrong': p([WRONG]) from a separate remasking model's pass over
+    `tokens` when there is one, else the unmasking model's own doubt about the token it chose, 1 - p(chosen)."""
     if remasker is None:
         return 1.0 - confidence
-    logits = remasker(tokens)  # (B, T, V)
-    return (logits[..., wrong_token_id] - logits.logsumexp(dim=-1)).exp()
+    return su.wrong_token_probability(remasker(tokens), wrong_token_id)
+
+
+def merged_wrong_probability(logits, filled, confidence, wrong_token_id):
+    """(B, T) the same score from a merged model's one pass, `logits` (B, T, V), which filled `filled` (B, T):
+    positions visible going into the pass get its p([WRONG]); a position it filled has no [WRONG] score
+    until the next pass, so it gets 1 - p(its fill), the model's own probability that the fill is wrong."""
+    return torch.where(filled, 1.0 - confidence, su.wrong_token_probability(logits, wrong_token_id))
 
 
 def choose_remask(mode, score, eligible, k, threshold, generator):
@@ -294,6 +419,12 @@ def choose_remask(mode, score, eligible, k, threshold, generator):
     return su.select_mixed(score, eligible, k, threshold, generator)
 
 
+def iterations_bar(iterations, desc, log):
+    """The iterations behind a tqdm bar, or bare when `log` reports them (verbose lines, the live view).
+    `disable` is left to tqdm, so TQDM_DISABLE=1 in the environment turns the bar off (the bench does)."""
+    return iterations if log is not None else tqdm(iterations, desc=desc, leave=False)
+
+
 def masked_stats(values, where):
     """min / mean / max of values at `where` (all (B, T)), as three 0-d tensors."""
     big = torch.finfo(values.dtype).max
@@ -302,16 +433,27 @@ def masked_stats(values, where):
             values.masked_fill(~where, -big).max())
 
 
+def start_masked(prompt, B, T, mask_token_id):
+    """(B, T) the prompt, then [MASK] up to length T."""
+    tokens = torch.full((B, T), mask_token_id, dtype=torch.long, device=prompt.device)
+    tokens[:, :len(prompt)] = prompt
+    return tokens
+
+
 def diffusion_generate(unmasker, remasker, prompt, cfg, mode, vocab, generator, log=None):
     """Generate cfg.num_samples sequences of cfg.sequence_length; returns (tokens (B, T), per-sample stats).
 
-    `log(it, record)` receives a dict of per-iteration tensors (for verbose output).
+    `remasker`: a separate remasking model's Forward, None (scores from the unmasking model's confidence),
+    or `unmasker` itself for a merged model (scores from the same pass: merged_wrong_probability).
+    `log(it, record)` receives a dict of per-iteration tensors (verbose output, the live view).
     """
     B, T, P, N = cfg.num_samples, cfg.sequence_length, len(prompt), cfg.diffusion_iterations
     device = prompt.device
-    tokens = torch.full((B, T), vocab.mask_token_id, dtype=torch.long, device=device)  # (B, T)
-    tokens[:, :P] = prompt
+    merged = is_merged(unmasker, remasker)
+    tokens = start_masked(prompt, B, T, vocab.mask_token_id)  # (B, T)
     editable = editable_positions(P, (B, T), device)  # (B, T)
+    # masked count going into each iteration: remasked after iteration it = counts[it + 1]
+    counts = su.masked_counts(cfg.remasking_schedule, cfg.start_ratio, cfg.end_ratio, N, T - P, N - 1)
     masked = editable.clone()  # (B, T) positions the unmasking model fills this iteration
     confidence = torch.ones(B, T, device=device)  # p(chosen) when each token was last chosen
     score = torch.zeros(B, T, device=device)  # latest [WRONG] probability per position
@@ -319,21 +461,27 @@ def diffusion_generate(unmasker, remasker, prompt, cfg, mode, vocab, generator, 
     iterations = torch.zeros(B, dtype=torch.long, device=device)
     converged_at = torch.full((B,), -1, dtype=torch.long, device=device)
     rows = slice(None)  # all samples; threshold mode narrows this to the unconverged ones
-    for it in tqdm(range(N), desc='diffusion', leave=False, disable=log is not None):
+    for it in iterations_bar(range(N), 'diffusion', log):
         if mode == 'threshold':
             rows = active.nonzero().squeeze(1)  # converged samples leave the batch
         x, eligible, conf = tokens[rows], editable[rows], confidence[rows]  # (b, T) each; views when rows is ':'
         fill = masked[rows].clone()  # (b, T) kept apart from `masked`, which is overwritten below
-        logits = unmasker(x)[fill]  # (n, V): sample only where something is masked
-        x[fill], conf[fill] = su.sample_tokens(logits, cfg.temperature, cfg.top_k, vocab.n_real, generator)
+        logits = unmasker(x)  # (b, T, V)
+        # sample only where something is masked: (n, V) -> (n,)
+        x[fill], conf[fill] = su.sample_tokens(logits[fill], cfg.temperature, cfg.top_k, vocab.n_real, generator)
         confidence[rows] = conf
-        s = wrong_probability(x, remasker, conf, vocab.wrong_token_id)  # (b, T)
+        if merged:  # (b, T) from the pass just made: no second model, no second pass
+            s = merged_wrong_probability(logits, fill, conf, vocab.wrong_token_id)
+        else:
+            s = wrong_probability(x, remasker, conf, vocab.wrong_token_id)  # (b, T)
         score[rows] = s
         iterations[rows] += 1
-        k = su.scheduled_count(cfg.remasking_schedule, cfg.start_ratio, cfg.end_ratio, (it + 1) / max(N - 1, 1), T - P)
-        remask = choose_remask(mode, s, eligible, k, cfg.remasking_confidence_threshold, generator)  # (b, T)
+        remask = choose_remask(mode, s, eligible, counts[it + 1], cfg.remasking_confidence_threshold,
+                               generator)  # (b, T)
         if mode == 'threshold':
-            done = ~remask.any(dim=1)  # (b,) nothing above the threshold: this sample has converged
+            done = ~remask.any(dim=1)  # (b,) nothing above the threshold: this sample has converged...
+            if merged:  # ...once its whole text was judged by [WRONG]: fresh fills are judged by the next pass
+                done &= ~fill.any(dim=1)
             converged_at[rows[done]] = it
             active[rows[done]] = False
         if it == N - 1:
@@ -342,10 +490,82 @@ def diffusion_generate(unmasker, remasker, prompt, cfg, mode, vocab, generator, 
         masked[rows] = remask
         if log is not None:
             log(it, dict(active=len(x), masked=fill.sum(1), remasked=remask.sum(1),
-                         wrong=masked_stats(s, eligible), converged=converged_at))
+                         wrong=masked_stats(s, eligible), converged=converged_at, tokens=tokens))
         if mode == 'threshold' and not active.any():
             break
     stats = dict(iterations=iterations, converged_at=converged_at, score=score, editable=editable)
+    return tokens, stats
+
+
+# -----------------------------------------------------------------------------
+# the field's masked-diffusion samplers: mdlm, confidence, remdm
+
+def remdm_rate(cfg, it, masked_now, masked_next, span):
+    """ReMDM-cap's probability that a decoded character is masked again in iteration `it`:
+    sigma = min(remdm_eta, sigma_max), 0 outside remdm_window. sigma_max = (1 - alpha_s) / alpha_t, in
+    counts masked_next / decoded: the most that still lets the masked share follow the schedule."""
+    decoded = span - masked_now
+    progress = it / max(cfg.diffusion_iterations - 1, 1)  # 0 at the first iteration, 1 at the last
+    if decoded == 0 or not cfg.remdm_window[0] <= progress <= cfg.remdm_window[1]:
+        return 0.0
+    return min(float(cfg.remdm_eta), masked_next / decoded)
+
+
+def choose_decoded_remask(score_kind, decoded, k, confidence, logits, wrong_token_id, generator):
+    """(B, T) k of the decoded positions per row to mask again: at random (ReMDM), the lowest p(char)
+    when it was decoded ('confidence'), or the highest p([WRONG]) of this pass (a merged model, 'wrong')."""
+    if score_kind == 'random':
+        return su.select_random(decoded, k, generator)
+    if score_kind == 'confidence':
+        return su.select_top_k(1.0 - confidence, decoded, k)
+    return su.select_top_k(su.wrong_token_probability(logits, wrong_token_id), decoded, k)
+
+
+def field_generate(unmasker, prompt, cfg, sampler, vocab, generator, log=None):
+    """mdlm / confidence / remdm: cfg.num_samples sequences of cfg.sequence_length; returns
+    (tokens (B, T), per-sample stats).
+
+    Going into iteration `it`, exactly counts[it] editable positions of every sample are masked (from
+    the whole span, along reveal_schedule from start_ratio down to 0 after the last iteration). One
+    forward pass fills every masked position with a sample (temperature, top_k); then
+      mdlm        reveals counts[it] - counts[it + 1] of the fills, chosen at random;
+      confidence  reveals as many, those with the highest p(fill) (MaskGIT / LLaDA low-confidence remasking);
+      remdm       masks round(sigma * decoded) decoded characters again (remdm_rate, remdm_score says which),
+                  and reveals that many more fills at random, so counts[it + 1] stay masked.
+    Fills not revealed are dropped: those positions stay masked. Only remdm masks a decoded character.
+    """
+    B, T, P, N = cfg.num_samples, cfg.sequence_length, len(prompt), cfg.diffusion_iterations
+    device, span = prompt.device, cfg.sequence_length - len(prompt)
+    tokens = start_masked(prompt, B, T, vocab.mask_token_id)  # (B, T)
+    editable = editable_positions(P, (B, T), device)  # (B, T)
+    counts = su.masked_counts(cfg.reveal_schedule, cfg.start_ratio, 0.0, N, span, N)
+    confidence = torch.zeros(B, T, device=device)  # p(char) when each position was decoded
+    totals = torch.zeros(2, B, dtype=torch.long, device=device)  # revealed, remasked
+    for it in iterations_bar(range(N), sampler, log):
+        masked = (tokens == vocab.mask_token_id) & editable  # (B, T) counts[it] per row
+        decoded = editable & ~masked
+        logits = unmasker(tokens)  # (B, T, V)
+        fills, fill_p = tokens.clone(), torch.zeros_like(confidence)  # (B, T) each
+        fills[masked], fill_p[masked] = su.sample_tokens(logits[masked], cfg.temperature, cfg.top_k, vocab.n_real,
+                                                         generator)
+        remask = torch.zeros_like(masked)
+        if sampler == 'remdm':
+            rate = remdm_rate(cfg, it, counts[it], counts[it + 1], span)
+            k = min(round(rate * (span - counts[it])), counts[it + 1])
+            remask = choose_decoded_remask(cfg.remdm_score, decoded, k, confidence, logits, vocab.wrong_token_id,
+                                           generator)
+        n_reveal = counts[it] - counts[it + 1] + int(remask[0].sum())  # every row has the same counts
+        if sampler == 'confidence':
+            reveal = su.select_top_k(fill_p, masked, n_reveal)
+        else:
+            reveal = su.select_random(masked, n_reveal, generator)
+        tokens = torch.where(reveal, fills, tokens).masked_fill(remask, vocab.mask_token_id)
+        confidence = torch.where(reveal, fill_p, confidence)
+        totals += torch.stack([reveal.sum(1), remask.sum(1)])
+        if log is not None:
+            log(it, dict(masked=masked.sum(1), revealed=reveal.sum(1), remasked=remask.sum(1),
+                         fill_p=masked_stats(fill_p, masked), tokens=tokens))
+    stats = dict(revealed=totals[0], remasked=totals[1], confidence=confidence, editable=editable)
     return tokens, stats
 
 
@@ -360,12 +580,14 @@ def gap_neighbours(values):
 
 
 def plan_structural_edits(p_now, cool, P, k_del, k_ins, max_length, cfg):
-    """Choose deletions (B, L) and insertion gaps (B, L + 1) from this round's probabilities.
+    """Choose deletions (B, L) and insertion gaps (B, L + 1) from this round's probabilities; returns
+    (delete, insert, the insertions the length limit took away).
 
     Deletions: the k_del least likely current tokens. Insertions: the k_ins gaps whose two
     neighbours are least likely on average. Neither comes within cooling_distance of a recent
     edit, insertions keep clear of this round's deletions, and every row gets the same counts
-    (so the batch keeps one shared length and never needs padding).
+    (so the batch keeps one shared length and never needs padding). No sequence grows past
+    max_length: a sample already at it gets no more insertions than deletions.
     """
     B, L = p_now.shape
     blocked = su.dilate(cool > 0, cfg.cooling_distance)  # (B, L)
@@ -374,22 +596,24 @@ def plan_structural_edits(p_now, cool, P, k_del, k_ins, max_length, cfg):
     delete = su.select_top_k(-p_now, can_delete, max(k_del, 0))  # (B, L)
     left_near, right_near = gap_neighbours(blocked | su.dilate(delete, 1))  # (B, L + 1) each
     can_insert = editable_positions(P, (B, L + 1), p_now.device) & ~left_near & ~right_near
-    k_ins = min(k_ins, max_length - (L - max(k_del, 0)), int(can_insert.sum(1).min()))
+    room = max_length - (L - max(k_del, 0))
+    capped = max(min(k_ins, int(can_insert.sum(1).min())) - room, 0)
+    k_ins = min(k_ins, room, int(can_insert.sum(1).min()))
     left_p, right_p = gap_neighbours(p_now)
     insert = su.select_top_k(1.0 - 0.5 * (left_p + right_p), can_insert, max(k_ins, 0))  # (B, L + 1)
-    return delete, insert
+    return delete, insert, capped
 
 
 def edit_round(tokens, p_now, cool, P, progress, max_length, cfg, n_real, generator):
     """One structural step after substitution: delete, insert (random placeholder characters that
     the next forward pass can substitute), age the cooling counters, re-noise. `p_now` (B, L) is the
     probability of each current token from this round's forward pass, in the same (unshifted) frame.
-    Returns the new (tokens, cool, counts)."""
+    Returns the new (tokens, cool, counts, insertions the length limit took away)."""
     B, L = tokens.shape
     span = L - P
     k_del = su.scheduled_count(cfg.delete_schedule, cfg.delete_ratio_start, cfg.delete_ratio_end, progress, span)
     k_ins = su.scheduled_count(cfg.insert_schedule, cfg.insert_ratio_start, cfg.insert_ratio_end, progress, span)
-    delete, insert = plan_structural_edits(p_now, cool, P, k_del, k_ins, max_length, cfg)
+    delete, insert, capped = plan_structural_edits(p_now, cool, P, k_del, k_ins, max_length, cfg)
     beside_delete = (F.pad(delete[:, 1:], (0, 1)) | F.pad(delete[:, :-1], (1, 0))) & ~delete  # (B, L)
     cool = torch.where(beside_delete, cfg.cooling_iterations, (cool - 1).clamp(min=0))
     fill = su.random_real_tokens((B, L + 1), n_real, generator, tokens.device)
@@ -398,7 +622,7 @@ def edit_round(tokens, p_now, cool, P, progress, max_length, cfg, n_real, genera
     noise = su.schedule_value(cfg.noise_schedule, cfg.noise_start, cfg.noise_end, progress)
     editable = editable_positions(P, tokens.shape, tokens.device)
     tokens, noised = su.apply_re_noise(tokens, editable & ~inserted, noise, n_real, generator)
-    return tokens, cool, (delete.sum(1), insert.sum(1), noised.sum(1))
+    return tokens, cool, (delete.sum(1), insert.sum(1), noised.sum(1)), capped
 
 
 def edit_generate(model, prompt, cfg, vocab, generator, max_length, log=None):
@@ -414,7 +638,8 @@ def edit_generate(model, prompt, cfg, vocab, generator, max_length, log=None):
     tokens = torch.cat([prompt.expand(B, P), body], dim=1)  # (B, L)
     cool = torch.zeros(B, L, dtype=torch.long, device=device)  # rounds a position stays off-limits
     totals = torch.zeros(4, B, dtype=torch.long, device=device)  # substitutions, deletions, insertions, noised
-    for it in tqdm(range(N), desc='edit', leave=False, disable=log is not None):
+    capped = 0  # insertions per sample the length limit took away
+    for it in iterations_bar(range(N), 'edit', log):
         logits = model(tokens)  # (B, L, V)
         editable = editable_positions(P, tokens.shape, device)
         proposal, p_proposal = su.sample_tokens(logits, cfg.temperature, cfg.top_k, vocab.n_real, generator)
@@ -425,12 +650,14 @@ def edit_generate(model, prompt, cfg, vocab, generator, max_length, log=None):
         counts = (substitute.sum(1),)
         if it < N - 1:
             progress = it / max(N - 2, 1)
-            tokens, cool, structural = edit_round(tokens, p_now, cool, P, progress, max_length, cfg, vocab.n_real,
-                                                  generator)
+            tokens, cool, structural, lost = edit_round(tokens, p_now, cool, P, progress, max_length, cfg,
+                                                        vocab.n_real, generator)
             counts += structural
+            capped += lost
         totals[:len(counts)] += torch.stack(counts)
         if log is not None:
-            log(it, dict(length=tokens.shape[1], counts=counts, confidence=p_current, editable=editable))
+            log(it, dict(length=tokens.shape[1], counts=counts, confidence=p_current, editable=editable,
+                         tokens=tokens))
     final = su.token_probability(model(tokens), tokens, vocab.n_real)  # how the model sees the final text
-    stats = dict(totals=totals, confidence=final, P=P)
+    stats = dict(totals=totals, confidence=final, P=P, insertions_capped=capped, max_length=max_length)
     return tokens, stats

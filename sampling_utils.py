@@ -1,6 +1,7 @@
 """
-Building blocks shared by the two generation loops in generate.py: the masked diffusion loop
-(unmask / remask) and the edit loop (substitute / delete / insert / re-noise).
+Building blocks shared by the generation loops in generate.py: the masked diffusion loop
+(unmask / remask), the field's samplers (mdlm / confidence / remdm: reveal, and for remdm remask) and
+the edit loop (substitute / delete / insert / re-noise).
 
 Everything here works on whole batches at once: tokens are (B, T) int64 tensors, scores are
 (B, T) float tensors, selections are (B, T) bool masks. No function loops over positions in
@@ -53,6 +54,22 @@ def scheduled_count(kind, start, end, progress, span):
     return int(round(schedule_value(kind, start, end, progress) * span))
 
 
+def masked_counts(kind, start, end, iterations, span, end_at):
+    """[M(0), ..., M(iterations)]: how many of `span` positions are masked going into each iteration.
+
+    M(0) = span (nothing has been generated yet) and M(iterations) = 0 (the last iteration leaves
+    nothing masked). In between, the masked share follows `kind` from `start` to `end`, reaching `end`
+    going into iteration `end_at`. `start` is the share masked when generation starts: at start = 1
+    that is iteration 0 itself; at start < 1 iteration 0 is a first fill of the whole span, of which
+    round(start * span) positions are masked again, and the schedule runs from iteration 1.
+    """
+    offset = 0 if start >= 1 else 1
+    counts = [span]
+    for it in range(1, iterations):
+        counts.append(scheduled_count(kind, start, end, (it - offset) / max(end_at - offset, 1), span))
+    return counts + [0]
+
+
 # -----------------------------------------------------------------------------
 # sampling tokens
 
@@ -86,6 +103,11 @@ def sample_categorical(logits, generator=None):
     u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, dtype=torch.float64, device=cdf.device)
     index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)  # entries <= u: skips empty tokens
     return index.squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+
+
+def wrong_token_probability(logits, wrong_token_id):
+    """(...) p([WRONG]) under `logits` (..., V), the softmax taken over the whole vocabulary."""
+    return (logits[..., wrong_token_id] - logits.logsumexp(dim=-1)).exp()
 
 
 def token_probability(logits, tokens, n_real):

@@ -1,6 +1,8 @@
 """
 Speed of the generation loops of generate.py, as sample.py runs them: characters per second and
-model forward passes per sample, for every remasking mode and the edit loop, at num_samples 1 and 16.
+model forward passes per sample, for every remasking mode (and intelligent remasking with a merged
+model, which scores in its own pass), the field's samplers (mdlm, confidence, remdm) and the edit
+loop, at num_samples 1 and 16.
 
 By default the models are randomly initialised at the quick config's size (4 layers, 4 heads,
 128 wide) with block_size 1024, so no trained checkpoint is needed; random weights make the
@@ -17,9 +19,11 @@ import os
 import sys
 import time
 
-import torch
+# the table is the output, not the progress bars; set before torch, which imports tqdm (and tqdm reads
+# its environment once, at import)
+os.environ.setdefault('TQDM_DISABLE', '1')
+import torch  # noqa: E402
 
-os.environ.setdefault('TQDM_DISABLE', '1')  # the table is the output, not the progress bars
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generate  # noqa: E402
 from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -29,14 +33,18 @@ from data.corpus import build_vocab  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 N_CHARS = 65  # Tiny Shakespeare
-MODES = {  # name -> (sampler, settings, needs a remasking model)
-    'random': ('diffusion', dict(), False),
-    'intelligent-fallback': ('diffusion', dict(use_intelligent_remasking=True), False),
-    'intelligent': ('diffusion', dict(use_intelligent_remasking=True), True),
-    'threshold': ('diffusion', dict(use_intelligent_remasking=True, remasking_confidence_threshold=0.01), True),
+MODES = {  # name -> (sampler, settings, remasker: None | 'separate' | 'merged' (the unmasking model itself))
+    'random': ('diffusion', dict(), None),
+    'intelligent-fallback': ('diffusion', dict(use_intelligent_remasking=True), None),
+    'intelligent': ('diffusion', dict(use_intelligent_remasking=True), 'separate'),
+    'intelligent-merged': ('diffusion', dict(use_intelligent_remasking=True), 'merged'),
+    'threshold': ('diffusion', dict(use_intelligent_remasking=True, remasking_confidence_threshold=0.01), 'separate'),
     'mixed': ('diffusion', dict(use_intelligent_remasking=True, use_mixed_remasking=True,
-                                remasking_confidence_threshold=0.01), True),
-    'edit': ('edit', dict(), False),
+                                remasking_confidence_threshold=0.01), 'separate'),
+    'mdlm': ('mdlm', dict(), None),
+    'confidence': ('confidence', dict(), None),
+    'remdm': ('remdm', dict(), None),
+    'edit': ('edit', dict(), None),
 }
 # sample.py's defaults for the settings the loops read (a test keeps them equal), so the bench
 # measures what a user gets
@@ -44,7 +52,8 @@ LOOP_SETTINGS = dict(temperature=1.0, top_k=None, remasking_schedule='linear', s
                      use_intelligent_remasking=False, use_mixed_remasking=False, remasking_confidence_threshold=None,
                      insert_ratio_start=0.04, insert_ratio_end=0.0, delete_ratio_start=0.04, delete_ratio_end=0.0,
                      noise_start=0.1, noise_end=0.0, insert_schedule='cosine', delete_schedule='cosine',
-                     noise_schedule='cosine', cooling_distance=2, cooling_iterations=1)
+                     noise_schedule='cosine', cooling_distance=2, cooling_iterations=1, reveal_schedule='linear',
+                     remdm_eta=0.05, remdm_window=(0.0, 1.0), remdm_score='random')
 
 
 def random_models(block_size, device):
@@ -63,12 +72,20 @@ def checkpoint_models(path, rpath, device):
     return models, ckpt['meta']
 
 
+def remasker_for(remasking, unmasker, remasking_model, ctx):
+    """The remasker Forward a mode runs with: none, a separate model, or the unmasking model itself (a
+    merged model's scores come from its own pass; with random weights the cost is what is measured)."""
+    if remasking == 'separate':
+        return generate.Forward(remasking_model, ctx)
+    return unmasker if remasking == 'merged' else None
+
+
 def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
-    kind, settings, needs_remasker = MODES[name]
+    kind, settings, remasking = MODES[name]
     cfg = Config(dict(LOOP_SETTINGS, num_samples=num_samples, sequence_length=length,
                       diffusion_iterations=iterations, max_iterations=iterations, **settings))
     unmasker = generate.Forward(models[0], ctx)
-    remasker = generate.Forward(models[1], ctx) if needs_remasker else None
+    remasker = remasker_for(remasking, unmasker, models[1], ctx)
     ids = generate.Vocab.from_meta(vocab)
     prompt = generate.encode_prompt('', ids.stoi, device)  # unprompted
     generator = torch.Generator(device=device).manual_seed(0)
@@ -78,6 +95,8 @@ def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
     if kind == 'diffusion':
         tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate.remasking_mode(cfg),
                                                 ids, generator)  # log=None: no verbose statistics
+    elif kind in generate.FIELD_SAMPLERS:
+        tokens, _ = generate.field_generate(unmasker, prompt, cfg, kind, ids, generator)
     else:
         tokens, _ = generate.edit_generate(unmasker, prompt, cfg, ids, generator, length)
     sync()
@@ -113,7 +132,7 @@ def main():
         ctx = autocast_context(device, resolve_dtype(args.dtype, device))  # sample.py's rule
         run_mode('random', models, vocab, device, ctx, 1, args.sequence_length, 1)  # warm-up: first-call costs
         for name in args.modes.split(','):
-            if MODES[name][2] and models[1] is None:
+            if MODES[name][2] == 'separate' and models[1] is None:
                 print(f"{device:8} {name:22} skipped: needs --remasking_checkpoint")
                 continue
             for n in map(int, args.num_samples.split(',')):

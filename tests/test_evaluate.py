@@ -261,8 +261,10 @@ def test_evaluate_prints_the_tables_and_writes_json(tiny_runs, tmp_path):
         assert {'auroc', 'precision', 'recall', 'f1', 'wrong_share'} <= set(r)
     assert report['remasking']['random']['wrong_share'] == pytest.approx(0.2, abs=0.07)
     modes = report['samples']['modes']
-    assert set(modes) == {'random', 'intelligent', 'threshold', 'mixed'}
+    assert set(modes) == {'random', 'intelligent', 'threshold', 'mixed', 'mdlm', 'confidence', 'remdm'}
     assert modes['random']['iterations'] == 6 and modes['random']['forward_passes_per_sample'] == 6
+    for sampler in ('mdlm', 'confidence', 'remdm'):  # one pass per iteration: the whole budget
+        assert modes[sampler]['iterations'] == 6 and modes[sampler]['forward_passes_per_sample'] == 6
     assert modes['intelligent']['iterations'] == 3 and modes['mixed']['forward_passes_per_sample'] == 6
     assert modes['threshold']['forward_passes_per_sample'] <= 6
     assert all(len(t) == 32 and '[' not in t for m in modes.values() for t in m['texts'])
@@ -285,15 +287,31 @@ def test_a_merged_checkpoint_is_both_the_unmasking_and_the_remasking_model(tiny_
     cfg = load_config(evaluate.DEFAULTS, [f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt', *TINY_ARGS])
     models = evaluate.load_models(cfg, 'cpu')
     assert models.merged and models.path == models.remasking_path == str(path)
-    assert models.remasker.model is models.unmasker.model and models.remasker is not models.unmasker
+    assert models.remasker is models.unmasker  # one network, one forward pass for both jobs
     report = evaluate.main([f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt',
                             f'--reference_out_dir={tiny_runs / "ar"}', '--sections=loss,remasking', *TINY_ARGS])
     assert report['remasking_checkpoint'] == str(path)
     assert 4 < report['loss']['elbo']['bits_per_char'] < 9  # [MASK] predictions over real characters only
     assert 0 <= report['remasking']['random']['auroc'] <= 1  # [WRONG] probabilities of the same network
-    with pytest.raises(UserError, match='its own remasker'):
+    with pytest.raises(UserError, match='merged model'):
         evaluate.main([f'--out_dir={tmp_path}', '--checkpoint_name=ckpt_merged_10.pt',
                        '--remasking_checkpoint_name=newest', f'--remasking_out_dir={tiny_runs / "remask"}'])
+
+
+def test_evaluate_takes_a_merged_model_as_its_own_remasker(tiny_runs, tiny_corpus, tmp_path, capsys):
+    save_tiny(tmp_path / 'ckpt_merged_10.pt', tiny_corpus, 'merged')
+    report = evaluate.main([f'--out_dir={tmp_path}', f'--reference_out_dir={tiny_runs / "none"}',
+                            '--sections=remasking,samples', *TINY_ARGS])
+    assert report['checkpoint'].endswith('ckpt_merged_10.pt') and report['remasking_checkpoint'] == report['checkpoint']
+    assert 0 <= report['remasking']['random']['auroc'] <= 1  # detection from its own [WRONG] probabilities
+    modes = report['samples']['modes']
+    assert report['samples']['score'] == 'merged_model'
+    for mode in ('intelligent', 'mixed', 'remdm'):  # scores from the pass that fills: the whole budget
+        assert modes[mode]['iterations'] == 6 and modes[mode]['forward_passes_per_sample'] == 6
+    assert modes['threshold']['forward_passes_per_sample'] <= 6
+    with pytest.raises(UserError, match='merged model'):
+        evaluate.main([f'--out_dir={tmp_path}', f'--remasking_out_dir={tiny_runs / "remask"}',
+                       '--remasking_checkpoint_name=newest', '--sections=samples', *TINY_ARGS])
 
 
 @pytest.mark.parametrize('args, message', [

@@ -351,7 +351,8 @@ def test_edit_loop_cooling_keeps_edits_apart():
     cool = torch.zeros(1, 20, dtype=torch.long)
     cool[0, 2] = 1
     cfg = cfg_with(cooling_distance=2)
-    delete, insert = generate.plan_structural_edits(p_now, cool, 0, 3, 2, 30, cfg)
+    delete, insert, capped = generate.plan_structural_edits(p_now, cool, 0, 3, 2, 30, cfg)
+    assert capped == 0
     assert delete[0].nonzero().squeeze(1).tolist() == [5, 6, 7]  # 0..4 are within 2 of the recent edit at 2
     gaps = insert[0].nonzero().squeeze(1).tolist()
     assert len(gaps) == 2 and all(g >= 9 for g in gaps)  # clear of the cooling zone and of the deletions
@@ -438,7 +439,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args,
 
 def test_cli_error_for_empty_out_dir(tmp_path, capsys, monkeypatch):
     code, err = run_cli(capsys, monkeypatch, [f'--out_dir={tmp_path}'])
-    assert code == 2 and 'no unmasking checkpoint' in err[0] and 'no checkpoints' in err[0]
+    assert code == 2 and 'no unmasking or merged checkpoint' in err[0] and 'no checkpoints' in err[0]
 
 
 def test_bench_runs_every_mode_at_sample_defaults(monkeypatch):
@@ -448,7 +449,8 @@ def test_bench_runs_every_mode_at_sample_defaults(monkeypatch):
     models, vocab_info = bench.random_models(16, 'cpu')
     # 2 iterations: one pass each, two with a remasking model (threshold: at most); the edit loop scores its
     # final text once more
-    expected = {'random': 2, 'intelligent-fallback': 2, 'intelligent': 4, 'threshold': 4, 'mixed': 4, 'edit': 3}
+    expected = {'random': 2, 'intelligent-fallback': 2, 'intelligent': 4, 'intelligent-merged': 2, 'threshold': 4,
+                'mixed': 4, 'mdlm': 2, 'confidence': 2, 'remdm': 2, 'edit': 3}
     for name in bench.MODES:
         chars_per_second, passes, _ = bench.run_mode(name, models, vocab_info, 'cpu', nullcontext(), 2, 16, 2)
         assert chars_per_second > 0, name
