@@ -5,8 +5,9 @@ Model-based (they take `logits_fn`, any callable (B, T) ids -> (B, T, V) float l
 generate.Forward; [MASK] / [WRONG] are always dropped from the distribution, so a model is scored on
 the mass it puts on real characters):
 
-    estimate_elbo         masked-diffusion negative ELBO, bits per character, with its standard error
-    bits_per_char         next-character loss of an autoregressive (causal) model, bits per character
+    window_elbo_bits      masked-diffusion negative ELBO per validation window, bits per character
+    window_bits_per_char  next-character loss of an autoregressive (causal) model per window, bits per character
+    paired_gap            the gap between the two on the same windows, with paired standard errors
 
 Detection (scores: p([WRONG]) per position; labels: the position is wrong):
 
@@ -62,77 +63,91 @@ def stratified_uniform(n, generator, device):
     return u.clamp(min=1e-12)
 
 
-def elbo_masks(B, T, estimator, generator, device):
-    """(masked (B, T) bool, weight (B,) float64) so that weight * sum(masked nll) / T estimates the
-    negative ELBO per character of each row, for the linear schedule (mask probability t at time t).
+def elbo_masks(B, T, estimator, generator, device, context=0):
+    """(masked (B, T) bool, weight (B,) float64) so that weight * sum(masked nll) / (T - context)
+    estimates the negative ELBO per character of each row, for the linear schedule (mask probability
+    t at time t). The first `context` positions are given: never masked, never scored, so the bound is
+    that of the other T - context characters given them.
 
-    'time'   t ~ U(0, 1) (stratified), every position masked with probability t, weight 1/t: the
-             continuous-time bound as written, E_t[(1/t) sum_masked -log p(x_i | x_masked)].
-    'count'  k ~ U{1..T} (stratified), a uniformly random set of exactly k positions, weight T/k.
-             The same bound with t integrated out: given k masked positions (uniform set of size k),
-             E[1/t; k] = integral C(T,k) t^(k-1) (1-t)^(T-k) dt = 1/k. Same expectation, finite
-             variance (the 1/t weight has an infinite second moment), ~10x fewer rows per standard error.
+    'time'   t ~ U(0, 1) (stratified), every scored position masked with probability t, weight 1/t:
+             the continuous-time bound as written, E_t[(1/t) sum_masked -log p(x_i | x_masked)].
+    'count'  k ~ U{1..T'} (stratified), a uniformly random set of exactly k of the T' scored
+             positions, weight T'/k. The same bound with t integrated out: given k masked positions
+             (a uniform set of size k), E[1/t; k] = integral C(T',k) t^(k-1) (1-t)^(T'-k) dt = 1/k. Same
+             expectation, finite variance (the 1/t weight has an infinite second moment), ~10x fewer
+             rows per standard error.
     """
+    scored = T - context
+    eligible = (torch.arange(T, device=device) >= context).expand(B, T)  # (B, T)
     u = stratified_uniform(B, generator, device)  # (B,)
     if estimator == 'time':
         masked = torch.rand(B, T, generator=generator, device=device, dtype=torch.float64) < u.unsqueeze(1)
-        return masked, 1.0 / u
+        return masked & eligible, 1.0 / u
     if estimator == 'count':
-        k = (u * T).floor().long().clamp(max=T - 1) + 1  # (B,) in 1..T
-        masked = su.select_random(torch.ones(B, T, dtype=torch.bool, device=device), k, generator)
-        return masked, T / k.double()
+        k = (u * scored).floor().long().clamp(max=scored - 1) + 1  # (B,) in 1..T'
+        return su.select_random(eligible, k, generator), scored / k.double()
     raise ValueError(f"unknown ELBO estimator {estimator!r}; use one of {ELBO_ESTIMATORS}")
 
 
 @torch.no_grad()
-def elbo_row_estimates(logits_fn, clean, n_real, mask_token_id, generator, estimator='count'):
-    """(B,) one unbiased estimate per row of the negative ELBO in nats per character."""
+def elbo_row_estimates(logits_fn, clean, n_real, mask_token_id, generator, estimator='count', context=0):
+    """(B,) one unbiased estimate per row of the negative ELBO in nats per scored character."""
     B, T = clean.shape
-    masked, weight = elbo_masks(B, T, estimator, generator, clean.device)  # (B, T), (B,)
+    masked, weight = elbo_masks(B, T, estimator, generator, clean.device, context)  # (B, T), (B,)
     nll = char_nll(logits_fn(clean.masked_fill(masked, mask_token_id)), clean, n_real)  # (B, T)
-    return (nll.double() * masked).sum(dim=1) * weight / T
+    return (nll.double() * masked).sum(dim=1) * weight / (T - context)
 
 
-def estimate_elbo(logits_fn, windows, n_real, mask_token_id, generator, estimator='count', batch_size=32,
-                  target_rel_se=0.01, min_rows=256, max_rows=8192, progress=None):
-    """Negative ELBO in bits per character over `windows` (N, T) of clean text.
+def window_elbo_bits(logits_fn, windows, n_real, mask_token_id, generator, estimator='count', draws=1, context=1,
+                     batch_size=32, progress=None):
+    """(N,) float64: the negative ELBO of each of `windows` (N, T) in bits per scored character (the
+    characters after the first `context`, given), the mean of `draws` independent masks per window.
 
-    Passes over the windows again and again (a fresh mask each time), batch_size rows at a time,
-    until the standard error of the mean of the per-row estimates is below target_rel_se of the mean
-    (and at least min_rows rows were used), or max_rows is reached. `progress(rows, mean, se)` is
-    called after every batch. Returns dict(bits_per_char, se, rows, rel_se, converged, estimator).
+    Every window is used, so the mean over windows estimates the bound on the whole validation split,
+    and two models (or a diffusion model and an autoregressive one, window_bits_per_char) can be
+    compared window by window on the same characters. `progress(done, total)` after every batch.
     """
-    estimates = []
-    rows, mean, se = 0, float('nan'), float('inf')
-    while rows < max_rows:
-        start = rows % len(windows)
-        batch = windows[start:start + min(batch_size, max_rows - rows)]  # (b, T)
-        estimates.append(elbo_row_estimates(logits_fn, batch, n_real, mask_token_id, generator, estimator).cpu())
-        rows += len(batch)
-        mean, se = mean_and_se(torch.cat(estimates).numpy() / LN2)
+    per_window = torch.zeros(len(windows), dtype=torch.float64)
+    rows = windows.repeat(draws, 1)  # (draws * N, T): window i is row i, N + i, 2N + i ...
+    for start in range(0, len(rows), batch_size):
+        estimates = elbo_row_estimates(logits_fn, rows[start:start + batch_size], n_real, mask_token_id,
+                                       generator, estimator, context).cpu()  # (b,) nats
+        index = torch.arange(start, start + len(estimates)) % len(windows)
+        per_window.index_add_(0, index, estimates / (draws * LN2))
         if progress is not None:
-            progress(rows, mean, se)
-        if rows >= min_rows and se < target_rel_se * abs(mean):
-            break
-    return dict(bits_per_char=mean, se=se, rows=rows, rel_se=se / abs(mean), converged=se < target_rel_se * abs(mean),
-                estimator=estimator)
+            progress(min(start + batch_size, len(rows)), len(rows))
+    return per_window
 
 
 # -----------------------------------------------------------------------------
 # autoregressive loss
 
 @torch.no_grad()
-def bits_per_char(logits_fn, tokens, n_real, batch_size=64):
-    """Mean -log2 p(x_t | x_<t) of a causal model over every position but the first of each row.
-
-    tokens: (N, L) ids. The first character of a row has no context and is not scored.
-    """
-    total, count = 0.0, 0
+def window_bits_per_char(logits_fn, tokens, n_real, batch_size=64):
+    """(N,) float64: mean -log2 p(x_t | x_<t) of a causal model over every position but the first of
+    each row of `tokens` (N, L); the first character has no context and is given, as in
+    window_elbo_bits with context=1."""
+    per_row = []
     for batch in tokens.split(batch_size):
         nll = char_nll(logits_fn(batch)[:, :-1], batch[:, 1:], n_real)  # (b, L-1): position t predicts t+1
-        total += float(nll.double().sum())
-        count += nll.numel()
-    return total / count / LN2
+        per_row.append(nll.double().mean(dim=1).cpu() / LN2)
+    return torch.cat(per_row)
+
+
+def bits_per_char(logits_fn, tokens, n_real, batch_size=64):
+    """The mean of window_bits_per_char: every row has the same length, so this is per character."""
+    return float(window_bits_per_char(logits_fn, tokens, n_real, batch_size).mean())
+
+
+def paired_gap(diffusion_bits, reference_bits):
+    """The gap between two per-window scores of the same windows (N,) each: the difference in bits
+    per character and the relative gap diffusion / reference - 1, each with its standard error from
+    the window-by-window pairs (delta method for the ratio)."""
+    d, a = diffusion_bits.double().numpy(), reference_bits.double().numpy()
+    difference, difference_se = mean_and_se(d - a)
+    ratio = d.mean() / a.mean()
+    _, ratio_se = mean_and_se((d - ratio * a) / a.mean())
+    return dict(bits_per_char=difference, se=difference_se, relative=float(ratio - 1.0), relative_se=ratio_se)
 
 
 # -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ EVAL_EXTRA=()
 if [[ -n "${SMOKE:-}" ]]; then
     RUN_DIR=${RUN_DIR%/}-smoke
     TRAIN_EXTRA=(--max_iters=2 --lr_decay_iters=2 --warmup_iters=1 --eval_interval=1 --eval_iters=2 --batches_per_file=2)
-    EVAL_EXTRA=(--elbo_min_rows=32 --elbo_max_rows=64 --detection_rows=32 --num_samples=2 --forward_budget=4
+    EVAL_EXTRA=(--elbo_draws=1 --detection_rows=32 --num_samples=2 --forward_budget=4
                 "--plot_iterations=(2, 4)")
 fi
 mkdir -p "$RUN_DIR/logs"

@@ -39,15 +39,16 @@ class FixedDistribution(nn.Module):
         logits = self.log_q.double() + self.boost * visible * nn.functional.one_hot(ROW[:T], N_REAL)  # (B, T, n_real)
         return torch.cat([logits, torch.full((B, T, V - N_REAL), 50.0, dtype=logits.dtype)], dim=-1).float()
 
-    def exact_elbo_bits(self, T):
-        """The bound by hand, in bits per character. With k of the T positions masked, a masked position i
-        has the loss l_i(k); the masked set is uniform given k, and integrating the binomial over t with
-        the 1/t weight gives 1/k, so T * NELBO = sum_{k=1..T} (1/k) * k * mean_i l_i(k)."""
-        per_k = []
-        for k in range(1, T + 1):
+    def exact_elbo_bits(self, T, context=0):
+        """The bound by hand, in bits per scored character (the T' = T - context after the given ones).
+        With k of the T' positions masked, a masked position i has the loss l_i(k); the masked set is
+        uniform given k, and integrating the binomial over t with the 1/t weight gives 1/k, so
+        T' * NELBO = sum_{k=1..T'} (1/k) * k * mean_i l_i(k)."""
+        scored, per_k = T - context, []
+        for k in range(1, scored + 1):
             logits = self.log_q.double() + self.boost * (T - k) / T * nn.functional.one_hot(ROW[:T], N_REAL)
-            per_k.append(-logits.log_softmax(-1).gather(-1, ROW[:T].unsqueeze(-1)).mean())
-        return float(torch.stack(per_k).sum()) / T / math.log(2)
+            per_k.append(-logits.log_softmax(-1).gather(-1, ROW[:T].unsqueeze(-1))[context:].mean())
+        return float(torch.stack(per_k).sum()) / scored / math.log(2)
 
 
 ROW = torch.as_tensor(encode(TEXT, VOCAB['stoi']))
@@ -62,39 +63,48 @@ def windows(n_rows=48, T=32):
 # negative ELBO and bits per character
 
 @pytest.mark.parametrize('estimator', em.ELBO_ESTIMATORS)
-def test_elbo_of_a_context_free_model_is_its_mean_code_length(estimator):
+@pytest.mark.parametrize('context', [0, 1])
+def test_elbo_of_a_context_free_model_is_its_mean_code_length(estimator, context):
     # with q independent of the context, E_t[(1/t) sum_masked -log q(x_i)] = sum_i -log q(x_i) exactly
     model, rows = FixedDistribution(), windows()
-    expected = float(-model.log_q[rows].mean()) / math.log(2)  # bits per character
-    n = 30 * len(rows)  # whole passes, so every window weighs the same
-    result = em.estimate_elbo(model, rows, N_REAL, MASK, torch.Generator().manual_seed(0), estimator,
-                              batch_size=16, min_rows=n, max_rows=n)
-    assert result['rows'] == n and result['estimator'] == estimator
-    assert abs(result['bits_per_char'] - expected) < 4 * result['se']
-    assert result['se'] < 0.01 * expected
+    expected = -model.log_q[rows[:, context:]].double().mean(1) / math.log(2)  # (N,) bits per scored character
+    draws = 30 if estimator == 'count' else 150  # the 1/t weight has a heavy tail: more draws for the same error
+    per_window = em.window_elbo_bits(model, rows, N_REAL, MASK, torch.Generator().manual_seed(0), estimator,
+                                     draws=draws, context=context, batch_size=16)
+    assert per_window.shape == (len(rows),)  # one estimate per window: every window is used
+    error, se = em.mean_and_se((per_window - expected).numpy())  # window by window: the mask noise only
+    assert abs(error) < 4 * se and se < 0.01 * float(expected.mean())
 
 
 @pytest.mark.parametrize('estimator', em.ELBO_ESTIMATORS)
-def test_elbo_weights_the_mask_levels_exactly(estimator):
+@pytest.mark.parametrize('context', [0, 1])
+def test_elbo_weights_the_mask_levels_exactly(estimator, context):
     # a loss that falls as more of the row is visible: a wrong weight of the mask levels (1/t, T/k)
     # would move the estimate away from the bound computed by hand
     T = 24
     model, rows = FixedDistribution(seed=1, boost=6.0), ROW[:T].expand(64, T)
-    expected, context_free = model.exact_elbo_bits(T), FixedDistribution(seed=1).exact_elbo_bits(T)
-    result = em.estimate_elbo(model, rows, N_REAL, MASK, torch.Generator().manual_seed(2), estimator,
-                              batch_size=64, target_rel_se=0.003, min_rows=1024, max_rows=200_000)
-    assert abs(result['bits_per_char'] - expected) < 4 * result['se']
-    assert expected < context_free - 30 * result['se']  # the test can tell the two apart
+    expected = model.exact_elbo_bits(T, context)
+    context_free = FixedDistribution(seed=1).exact_elbo_bits(T, context)
+    draws = 2000 if estimator == 'count' else 6000
+    per_row = em.window_elbo_bits(model, rows[:1], N_REAL, MASK, torch.Generator().manual_seed(2), estimator,
+                                  draws=1, context=context)  # the shape of one window's estimate
+    assert per_row.shape == (1,)
+    estimates = torch.cat([em.elbo_row_estimates(model, rows, N_REAL, MASK, gen, estimator, context)
+                           for gen in [torch.Generator().manual_seed(3)] for _ in range(draws // 64)])
+    mean, se = em.mean_and_se(estimates.numpy() / math.log(2))
+    assert abs(mean - expected) < 4 * se
+    assert expected < context_free - 30 * se  # the test can tell the two apart
 
 
-def test_elbo_stops_once_the_standard_error_is_small_enough():
-    model, rows = FixedDistribution(), windows()
-    result = em.estimate_elbo(model, rows, N_REAL, MASK, torch.Generator().manual_seed(1), 'count',
-                              batch_size=16, target_rel_se=0.01, min_rows=32, max_rows=100_000)
-    assert result['converged'] and result['rel_se'] < 0.01 and result['rows'] < 100_000
-    capped = em.estimate_elbo(model, rows, N_REAL, MASK, torch.Generator().manual_seed(1), 'count',
-                              batch_size=16, target_rel_se=1e-6, min_rows=32, max_rows=40)
-    assert capped['rows'] == 40 and not capped['converged']
+def test_every_window_gets_its_draws_and_the_gap_is_paired():
+    model, rows = FixedDistribution(seed=3), windows(n_rows=10)
+    calls = []
+    per_window = em.window_elbo_bits(model, rows, N_REAL, MASK, torch.Generator().manual_seed(0), 'count', draws=3,
+                                     batch_size=4, progress=lambda done, total: calls.append((done, total)))
+    assert per_window.shape == (10,) and calls[-1] == (30, 30)
+    gap = em.paired_gap(per_window + 0.5, per_window)  # the same windows, half a bit worse each
+    assert gap['bits_per_char'] == pytest.approx(0.5) and gap['se'] == pytest.approx(0.0, abs=1e-12)
+    assert gap['relative'] == pytest.approx(0.5 / float(per_window.mean()))
 
 
 def test_elbo_masks_follow_their_schedule():
@@ -106,6 +116,9 @@ def test_elbo_masks_follow_their_schedule():
     masked, weight = em.elbo_masks(1000, 200, 'time', gen, 'cpu')
     t = 1 / weight
     assert abs(float(masked.float().mean(1).sub(t).abs().mean())) < 0.05  # each row masks about t of its positions
+    masked, weight = em.elbo_masks(1000, 20, 'count', gen, 'cpu', context=1)
+    k = masked.sum(1)
+    assert not masked[:, 0].any() and k.max() <= 19 and torch.allclose(weight, 19 / k.double())
 
 
 def test_bits_per_char_scores_every_position_but_the_first():
@@ -237,7 +250,7 @@ def tiny_runs(tmp_path_factory, tiny_corpus):
     return root
 
 
-TINY_ARGS = ['--elbo_min_rows=32', '--elbo_max_rows=96', '--detection_rows=16', '--num_samples=2',
+TINY_ARGS = ['--elbo_draws=1', '--detection_rows=16', '--num_samples=2',
              '--forward_budget=6', '--eval_batch_size=16', '--device=cpu']
 
 
