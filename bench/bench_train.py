@@ -1,10 +1,15 @@
 """
-Training throughput of the quick config on this machine: ms/iter, tokens/s, the share of step time
-spent waiting for data (target: under 1%), and MFU on CUDA.
+Training throughput of the quick config on this machine, side by side for learned vs rotary
+positions and float32 vs bfloat16 autocast: ms/iter, tokens/s, the share of step time spent waiting
+for data (target: under 1%), and MFU on CUDA; then the ratios (rotary / learned, bfloat16 / float32).
 
-$ python bench/bench_train.py                    # 60 iterations of config/train_shakespeare_char_quick.py
+$ python bench/bench_train.py                    # 4 variants x 2 rounds of 60 iterations of the quick config
+$ python bench/bench_train.py --pos_encodings=rotary --dtypes=float32 --rounds=1   # one variant
 $ python bench/bench_train.py --iters=200 --device=cuda
 $ python bench/bench_train.py --batch_size=32    # any other --key=value goes to train.py
+
+The variants run in turn, `--rounds` times over (a background load then weighs on every variant
+alike); each figure is over all of a variant's measured iterations.
 
 It runs `python train.py <config> --key=value ...` as you would, producer included (started on a
 private queue in a temporary folder, so it never touches your data/ or out-* folders), reads the
@@ -39,6 +44,9 @@ def parse_args(argv):
     parser.add_argument('--warmup', type=int, default=10, help='first iterations left out of the figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--compile', default='False')
+    parser.add_argument('--pos_encodings', default='learned,rotary', help='comma-separated pos_encoding values')
+    parser.add_argument('--dtypes', default='float32,bfloat16', help='comma-separated dtype values (autocast)')
+    parser.add_argument('--rounds', type=int, default=2, help='times every variant runs, in turn')
     args, passed_on = parser.parse_known_args(argv)
     if args.iters <= args.warmup:
         parser.error('--iters must be larger than --warmup')
@@ -83,34 +91,55 @@ def stop_process_group(proc, timeout=30):
     proc.wait()
 
 
-def report(steps, config, warmup):
-    """The figures over `steps`, as train.py printed them (rounded to 0.1 ms and 0.1%)."""
+def summary(steps):
+    """ms/iter (mean and median), tokens/s, data wait share and MFU over `steps`, as train.py printed them
+    (rounded to 0.1 ms and 0.1%)."""
     step_seconds = [s['seconds'] for s in steps]
     total = sum(step_seconds)
-    waited = sum(s['data_wait'] * s['seconds'] for s in steps)
-    tokens = sum(s['tokens_per_sec'] * s['seconds'] for s in steps)
-    print()
-    print(f"config          {os.path.relpath(config)}")
-    print(f"iterations      {len(steps)} measured (first {warmup} left out)")
-    print(f"ms/iter         {1000 * total / len(steps):.1f} (median {1000 * statistics.median(step_seconds):.1f})")
-    print(f"tokens/s        {tokens / total:,.0f}")
-    print(f"data wait       {100 * waited / total:.2f}% of step time (target < 1%)")
+    mfu = None
     if steps[-1]['mfu'] is not None:
         mfu = sum(s['mfu'] * s['seconds'] for s in steps) / total
-        print(f"MFU             {100 * mfu:.1f}% (of A100 bf16 peak)")
+    return dict(ms=1000 * total / len(steps), median_ms=1000 * statistics.median(step_seconds),
+                tokens_per_sec=sum(s['tokens_per_sec'] * s['seconds'] for s in steps) / total,
+                data_wait=sum(s['data_wait'] * s['seconds'] for s in steps) / total, mfu=mfu, iterations=len(steps))
+
+
+def report(results, config, warmup):
+    """One line per variant, then the ratios of the variants that differ in one setting."""
+    print(f"\nconfig {os.path.relpath(config)}; first {warmup} iterations of every run left out\n")
+    print(f"{'pos_encoding':<13}{'dtype':<10}{'ms/iter':>9}{'median':>9}{'tokens/s':>10}{'data wait':>11}"
+          f"{'MFU':>7}{'iters':>7}")
+    for (pos, dtype), r in results.items():
+        mfu = f"{100 * r['mfu']:.1f}%" if r['mfu'] is not None else '-'
+        print(f"{pos:<13}{dtype:<10}{r['ms']:>9.1f}{r['median_ms']:>9.1f}{r['tokens_per_sec']:>10,.0f}"
+              f"{100 * r['data_wait']:>10.2f}%{mfu:>7}{r['iterations']:>7}")
+    print()
+    for (pos, dtype), r in results.items():
+        if pos == 'rotary' and ('learned', dtype) in results:
+            print(f"rotary / learned ({dtype}): {r['ms'] / results[('learned', dtype)]['ms']:.3f} x ms/iter")
+    for (pos, dtype), r in results.items():
+        if dtype == 'bfloat16' and (pos, 'float32') in results:
+            print(f"bfloat16 / float32 ({pos}): {r['ms'] / results[(pos, 'float32')]['ms']:.3f} x ms/iter")
 
 
 def main(argv):
     args, passed_on = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so that run_train stops train.py and its producer on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    with tempfile.TemporaryDirectory(prefix='bench_train_') as tmp:
-        argv = [args.config, f'--out_dir={tmp}/out', f'--data_dir={tmp}/queue', f'--max_iters={args.iters}',
-                f'--eval_interval={args.iters + 1}', '--eval_iters=2', '--log_interval=1',
-                f'--device={args.device}', f'--compile={args.compile}', '--wandb_log=False',
-                '--init_from=scratch', '--start_producer=True', *passed_on]
-        steps = run_train(argv, show_every=max(1, args.iters // SHOWN_LINES))
-    report([s for s in steps if s['iter'] > args.warmup], args.config, args.warmup)
+    variants = [(pos, dtype) for pos in args.pos_encodings.split(',') for dtype in args.dtypes.split(',')]
+    steps = {variant: [] for variant in variants}
+    for round_index in range(args.rounds):
+        for pos, dtype in variants:
+            print(f"=== round {round_index + 1}/{args.rounds}: pos_encoding={pos}, dtype={dtype}", flush=True)
+            with tempfile.TemporaryDirectory(prefix='bench_train_') as tmp:
+                argv = [args.config, f'--out_dir={tmp}/out', f'--data_dir={tmp}/queue', f'--max_iters={args.iters}',
+                        f'--eval_interval={args.iters + 1}', '--eval_iters=2', '--log_interval=1',
+                        f'--device={args.device}', f'--compile={args.compile}', '--wandb_log=False',
+                        '--init_from=scratch', '--start_producer=True', f'--pos_encoding={pos}',
+                        f'--dtype={dtype}', *passed_on]
+                run = run_train(argv, show_every=max(1, args.iters // SHOWN_LINES))
+            steps[(pos, dtype)] += [s for s in run if s['iter'] > args.warmup]
+    report({variant: summary(s) for variant, s in steps.items()}, args.config, args.warmup)
 
 
 if __name__ == '__main__':
