@@ -118,9 +118,15 @@ def mean_se(values):
     return mean, se if math.isfinite(se) else None
 
 
+def summary(values):
+    """{'mean', 'se'} of the numbers that are not None (mean_se)."""
+    mean, se = mean_se(values)
+    return dict(mean=mean, se=se)
+
+
 def aggregate(per_seed):
     """{key: {'mean', 'se'}} over a list of metric dicts (one per seed) that share their keys."""
-    return {key: dict(zip(('mean', 'se'), mean_se(m[key] for m in per_seed))) for key in per_seed[0]}
+    return {key: summary(m[key] for m in per_seed) for key in per_seed[0]}
 
 
 def line_at(x0, y0, x1, y1, x):

@@ -486,9 +486,10 @@ class CompareModels:
 
 def check_compare_settings(cfg):
     budgets = cfg.compare_budgets
-    if not budgets or not all(type(b) is int and b >= 2 and b % 2 == 0 for b in budgets):
-        raise UserError(f"compare_budgets={budgets!r} must be even numbers of forward passes per sample, e.g. "
-                        f"(16, 32, 64): a separate remasking model costs 2 per iteration, so it gets budget // 2")
+    if (not budgets or len(set(budgets)) < len(budgets)
+            or not all(type(b) is int and b >= 2 and b % 2 == 0 for b in budgets)):
+        raise UserError(f"compare_budgets={budgets!r} must be different even numbers of forward passes per sample, "
+                        f"e.g. (16, 32, 64): a separate remasking model costs 2 per iteration, so it gets budget // 2")
     temperatures = cfg.compare_temperatures
     if len(set(temperatures)) < 2 or not all(type(t) in (int, float) and t > 0 for t in temperatures):
         raise UserError(f"compare_temperatures={temperatures!r} must be at least two different temperatures > 0: "
@@ -638,9 +639,8 @@ def detection_by_seed(cfg, cm, corpus, seeds):
             auroc[name][seed] = em.auroc(score[filled], wrong)
     return dict(rows=min(cfg.detection_rows, len(windows)), window_length=cfg.sequence_length,
                 fill_ratio_range=cfg.compare_fill_ratio_range, se_across='seeds',
-                wrong_share=dict(zip(('mean', 'se'), compare.mean_se(wrong_share.values())), per_seed=wrong_share),
-                auroc={name: dict(zip(('mean', 'se'), compare.mean_se(values.values())), per_seed=values)
-                       for name, values in auroc.items()})
+                wrong_share=dict(**compare.summary(wrong_share.values()), per_seed=wrong_share),
+                auroc={name: dict(**compare.summary(values.values()), per_seed=values) for name, values in auroc.items()})
 
 
 def compare_report(cfg, models, corpus, cm, device):
@@ -649,12 +649,13 @@ def compare_report(cfg, models, corpus, cm, device):
     variants = compare.variants(tuple(cm.remaskers), cm.merged is not None)
     validation = validation_by_seed(cfg, models, corpus, seeds)
     target = validation['metrics']['char_entropy']['mean']
-    grid = list(itertools.product(cfg.compare_budgets, variants, temperatures))
+    budgets = sorted(cfg.compare_budgets)
+    grid = list(itertools.product(budgets, variants, temperatures))
     cells = [compare_cell(cfg, models, corpus, cm, variant, budget, temperature, seeds, device)
              for budget, variant, temperature in tqdm(grid, desc='compare', leave=False)]
     frontier = compare.frontiers(cells, target, cfg.compare_entropy_tolerance)
     learned = {v.name: v.learned for v in variants}
-    return dict(budgets=list(cfg.compare_budgets), temperatures=temperatures, seeds=seeds,
+    return dict(budgets=budgets, temperatures=temperatures, seeds=seeds,
                 num_samples=cfg.compare_num_samples, sequence_length=cfg.sequence_length,
                 entropy_tolerance=cfg.compare_entropy_tolerance,
                 checkpoints=dict(unmasking=models.path, reference=models.reference_path,

@@ -261,6 +261,7 @@ def test_compare_plots(compare_runs, tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['--compare_budgets=(3, 4)'], 'even numbers'),
+    (['--compare_budgets=(4, 4)'], 'different even numbers'),
     (['--compare_temperatures=(1.0, 1.0)'], 'at least two different temperatures'),
     (["--compare_remasking_checkpoints=('x=RUNS/remask_b', 'x=RUNS/states')"], 'used twice'),
     (["--compare_remasking_checkpoints=('RUNS/merged',)"], 'pass it in compare_merged_checkpoint'),
