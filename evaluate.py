@@ -372,11 +372,8 @@ def run_sampler(cfg, sampler, unmasker, remasker, vocab, device):
             forward.rows = 0
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     prompt = generate.encode_prompt('', vocab.stoi, device)  # unprompted
-    if sampler in generate.FIELD_SAMPLERS:
-        tokens, stats = generate.field_generate(unmasker, prompt, cfg, sampler, vocab, generator)
-    else:
-        tokens, stats = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate.remasking_mode(cfg),
-                                                    vocab, generator)
+    mode = generate.remasking_mode(cfg) if sampler == 'diffusion' else None
+    tokens, stats = generate.run_loop(sampler, mode, unmasker, remasker, prompt, cfg, vocab, generator)
     passes = generate.forward_passes_per_sample((unmasker, remasker), cfg.num_samples)
     return vocab.decode(tokens), tokens, passes, stats
 

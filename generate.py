@@ -569,6 +569,17 @@ def field_generate(unmasker, prompt, cfg, sampler, vocab, generator, log=None):
     return tokens, stats
 
 
+def run_loop(sampler, mode, unmasker, remasker, prompt, cfg, vocab, generator, max_length=None, log=None):
+    """(tokens (B, L), per-sample stats) from the loop of `sampler` ('diffusion' in remasking `mode`,
+    a field sampler, or 'edit', whose samples grow up to `max_length`): the one dispatch that
+    sample.py and evaluate.py share."""
+    if sampler == 'edit':
+        return edit_generate(unmasker, prompt, cfg, vocab, generator, max_length, log)
+    if sampler in FIELD_SAMPLERS:
+        return field_generate(unmasker, prompt, cfg, sampler, vocab, generator, log)
+    return diffusion_generate(unmasker, remasker, prompt, cfg, mode, vocab, generator, log)
+
+
 # -----------------------------------------------------------------------------
 # the edit loop (random-replacement models with full targets)
 

@@ -11,6 +11,7 @@ import torch
 import eval_metrics as em
 import generate
 import sample
+import sampling_log
 import sampling_utils as su
 from common import UserError
 from conftest import REPO_ROOT
@@ -176,26 +177,26 @@ class FakeTerminal(io.StringIO):
 
 def test_live_view_is_on_for_a_terminal_only():
     cfg = cfg_with(live=None, verbose=False)
-    assert sample.live_enabled(cfg, FakeTerminal()) and not sample.live_enabled(cfg, io.StringIO())
-    assert not sample.live_enabled(cfg_with(live=None, verbose=True), FakeTerminal())
-    assert sample.live_enabled(cfg_with(live=True), io.StringIO())  # by hand, even into a pipe
-    assert not sample.live_enabled(cfg_with(live=False), FakeTerminal())
+    assert sampling_log.live_enabled(cfg, FakeTerminal()) and not sampling_log.live_enabled(cfg, io.StringIO())
+    assert not sampling_log.live_enabled(cfg_with(live=None, verbose=True), FakeTerminal())
+    assert sampling_log.live_enabled(cfg_with(live=True), io.StringIO())  # by hand, even into a pipe
+    assert not sampling_log.live_enabled(cfg_with(live=False), FakeTerminal())
     for bad in (dict(live=True, verbose=True), dict(live='yes')):
         with pytest.raises(UserError, match='live'):
-            sample.live_enabled(cfg_with(**bad), FakeTerminal())
+            sampling_log.live_enabled(cfg_with(**bad), FakeTerminal())
 
 
 def test_render_tokens_and_frame():
     tokens = torch.tensor([[VOCAB['stoi']['t'], MASK, VOCAB['stoi']['o'], VOCAB['wrong_token_id']]])
-    assert sample.render_tokens(tokens, vocab(), '#') == ['t#o#']
-    rows = sample.live_frame('head', ['abcdefgh\nij', 'k'], width=5, height=20)
+    assert sampling_log.render_tokens(tokens, vocab(), '#') == ['t#o#']
+    rows = sampling_log.live_frame('head', ['abcdefgh\nij', 'k'], width=5, height=20)
     assert rows == ['head', 'abcd', 'efgh', 'ij', '----', 'k']  # cut at width - 1: the terminal never wraps
-    assert sample.live_frame('head', ['abcdefgh'], width=5, height=3) == ['head', 'abcd']  # height - 1 rows
+    assert sampling_log.live_frame('head', ['abcdefgh'], width=5, height=3) == ['head', 'abcd']  # height - 1 rows
 
 
 def test_live_view_redraws_in_place_and_clears_at_the_end():
     screen = FakeTerminal()
-    view = sample.LiveView(vocab(), 'mdlm iteration', 2, screen)
+    view = sampling_log.LiveView(vocab(), 'mdlm iteration', 2, screen)
     masked = torch.full((1, 3), MASK)
     view(0, dict(tokens=masked))
     view(1, dict(tokens=torch.tensor([[VOCAB['stoi']['t'], VOCAB['stoi']['o'], MASK]])))
@@ -209,7 +210,7 @@ def test_live_view_redraws_in_place_and_clears_at_the_end():
 def test_live_view_falls_back_to_ascii_placeholder():
     screen = FakeTerminal()
     screen.encoding = 'ascii'
-    view = sample.LiveView(vocab(), 'x', 1, screen)
+    view = sampling_log.LiveView(vocab(), 'x', 1, screen)
     view(0, dict(tokens=torch.full((1, 2), MASK)))
     assert '__\n' in screen.getvalue()
 
