@@ -7,7 +7,6 @@
 #   bash experiments/objectives_eval.sh
 #   SAMPLER_ARGS="--forward_budget=128 --temperature=0.8" bash experiments/objectives_eval.sh
 set -euo pipefail
-set -f
 cd "$(dirname "$0")/.."
 
 RUN_DIR=${RUN_DIR:-out-experiments/objectives}
@@ -22,6 +21,8 @@ for run in "$RUN_DIR"/*-x*-s*/; do
     reference="$RUN_DIR/ar-x$rest"
     out="$RUN_DIR/eval/$name.json"
     [[ -f $out ]] && continue
+    grep -q "^done" "$RUN_DIR/logs/$name.log" 2>/dev/null || { echo "skipping $name: not finished"; continue; }
+    grep -q "^done" "$RUN_DIR/logs/ar-x$rest.log" 2>/dev/null || { echo "skipping $name: ar-x$rest not finished"; continue; }
     # shellcheck disable=SC2086  # SAMPLER_ARGS are words on purpose
     python evaluate.py --out_dir="$run" --reference_out_dir="$reference" --sections=loss,samples \
         --elbo_draws=4 --num_samples=64 $SAMPLER_ARGS --output_file="$out" > "$RUN_DIR/eval/$name.log" 2>&1
