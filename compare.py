@@ -37,7 +37,8 @@ SIGNIFICANT_SE = 2.0  # a difference counts when it exceeds this many standard e
 @dataclass(frozen=True)
 class Variant:
     sampler: str            # 'diffusion' or one of generate.FIELD_SAMPLERS
-    rule: str = None        # diffusion: the remasking mode; remdm: its remdm_score; mdlm / confidence: None
+    rule: str = None        # diffusion: the remasking mode; remdm: its remdm_score; confidence: its
+                            # choice_temperature (None: 0, the pure confidence order); mdlm: None
     model: str = 'unmasking'  # the network that fills: 'unmasking' or 'merged'
     remasker: str = None    # the label of a separate remasking model (a second forward pass per iteration)
 
@@ -66,6 +67,8 @@ class Variant:
     def name(self):
         """sampler[.mode][:score]@model[+remasker], e.g. diffusion.intelligent:wrong@unmasking+B, remdm:random@unmasking."""
         head = f"diffusion.{self.rule}" if self.sampler == 'diffusion' else self.sampler
+        if self.sampler == 'confidence' and self.rule:
+            head += f"~{self.rule:g}"
         shows_score = self.sampler == 'remdm' or (self.sampler == 'diffusion' and self.rule != 'random')
         score = f":{self.score}" if shows_score else ''
         return f"{head}{score}@{self.model}" + (f"+{self.remasker}" if self.remasker else '')
@@ -75,18 +78,26 @@ class Variant:
                     score=self.score, learned=self.learned, passes_per_iteration=self.passes_per_iteration)
 
 
-def variants(remasker_labels=(), merged=False):
-    """Every variant to compare: the samplers without a learned remasker on the unmasking model; each
-    separate remasker in the modes that read [WRONG]; a merged model in those modes, in remdm with its
-    own [WRONG] scores, and in mdlm / confidence as the no-remasker baselines of that network."""
+def confidence_variants(choice_temperature, model='unmasking'):
+    """The confidence sampler in its pure order, and with `choice_temperature`'s noise when it is not 0."""
+    return [Variant('confidence', model=model)] + ([Variant('confidence', choice_temperature, model)]
+                                                  if choice_temperature else [])
+
+
+def variants(remasker_labels=(), merged=False, choice_temperature=0.0):
+    """Every variant to compare: the samplers without a learned remasker on the unmasking model (the
+    confidence sampler also with `choice_temperature`); each separate remasker in the modes that read
+    [WRONG]; a merged model in those modes, in remdm with its own [WRONG] scores, and in mdlm /
+    confidence as the no-remasker baselines of that network."""
     found = [Variant('diffusion', mode) for mode in generate.REMASKING_MODES]
-    found += [Variant('mdlm'), Variant('confidence'), Variant('remdm', 'random'), Variant('remdm', 'confidence')]
+    found += [Variant('mdlm'), *confidence_variants(choice_temperature), Variant('remdm', 'random'),
+              Variant('remdm', 'confidence')]
     for label in remasker_labels:
         found += [Variant('diffusion', mode, remasker=label) for mode in SCORED_MODES]
     if merged:
         found += [Variant('diffusion', mode, 'merged') for mode in SCORED_MODES]
         found += [Variant('remdm', 'wrong', 'merged'), Variant('mdlm', model='merged'),
-                  Variant('confidence', model='merged')]
+                  *confidence_variants(choice_temperature, 'merged')]
     return found
 
 

@@ -82,6 +82,7 @@ remasking_schedule = 'linear'
 start_ratio = 1.0
 end_ratio = 0.1
 reveal_schedule = 'linear'       # mdlm / confidence / remdm, as in sample.py
+choice_temperature = 4.5         # the confidence sampler's, as in sample.py (compare: also 0, the pure order)
 remdm_eta = 0.05
 remdm_window = (0.0, 1.0)
 remdm_score = 'random'
@@ -576,7 +577,9 @@ def variant_forwards(variant, cm):
 def generate_variant(cfg, cm, variant, budget, temperature, seed, device):
     """(texts, tokens (B, L), forward passes per sample): compare_num_samples samples of one variant at `budget`."""
     settings = Config(dict(cfg, temperature=temperature, seed=seed, num_samples=cfg.compare_num_samples,
-                           remdm_score=variant.rule if variant.sampler == 'remdm' else cfg.remdm_score))
+                           remdm_score=variant.rule if variant.sampler == 'remdm' else cfg.remdm_score,
+                           choice_temperature=(variant.rule or 0.0) if variant.sampler == 'confidence'
+                           else cfg.choice_temperature))
     mode = variant.rule if variant.sampler == 'diffusion' else variant.sampler
     filler, scorer = variant_forwards(variant, cm)
     texts, tokens, passes, _ = run_sampler(mode_config(settings, mode, variant.iterations(budget)), variant.sampler,
@@ -643,7 +646,7 @@ def detection_by_seed(cfg, cm, corpus, seeds):
 def compare_report(cfg, models, corpus, cm, device):
     seeds = [cfg.seed + i for i in range(cfg.compare_seeds)]
     temperatures = sorted(cfg.compare_temperatures)
-    variants = compare.variants(tuple(cm.remaskers), cm.merged is not None)
+    variants = compare.variants(tuple(cm.remaskers), cm.merged is not None, cfg.choice_temperature)
     validation = validation_by_seed(cfg, models, corpus, seeds)
     target = validation['metrics']['char_entropy']['mean']
     budgets = sorted(cfg.compare_budgets)

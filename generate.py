@@ -180,6 +180,9 @@ def check_field_settings(cfg, sampler, merged):
     """The settings of mdlm / confidence / remdm; `merged`: the unmasking checkpoint is a merged model."""
     check_positive_int(cfg, 'diffusion_iterations')
     check_schedule('reveal_schedule', cfg.reveal_schedule, cfg.start_ratio, 0.0)
+    if not isinstance(cfg.choice_temperature, (int, float)) or cfg.choice_temperature < 0:
+        raise UserError(f"choice_temperature={cfg.choice_temperature!r} must be a number >= 0 (0 = the pure "
+                        f"confidence order; MaskGIT uses 4.5)")
     if sampler != 'remdm':
         return
     if not isinstance(cfg.remdm_eta, (int, float)) or not 0 <= cfg.remdm_eta <= 1:
@@ -208,12 +211,21 @@ def check_edit_settings(cfg):
         raise UserError("the edit sampler does not remask; drop the remasking settings or set sampler='diffusion'")
 
 
+# sampler='auto': the sampler that measured best at the default budget (docs/results.md, "The first run")...
+AUTO_SAMPLER = 'confidence'
+# ...unless one of the seed's remasking settings asks for the diffusion loop
+DIFFUSION_SELECTORS = ('use_intelligent_remasking', 'use_mixed_remasking', 'remasking_confidence_threshold',
+                       'remasking_checkpoint_name')
+
+
 def resolve_sampler(cfg, meta, path):
     """The sampler (one of SAMPLERS) for the unmasking checkpoint at `path` (its dataset `meta`)."""
     # full targets on mask-free corruption: the model predicts every original character, so it can edit
     edit_capable = meta.get('label_semantics') == 'full' and meta.get('corruption_type') in MASK_FREE_CORRUPTIONS
     if cfg.sampler == 'auto':
-        return 'edit' if edit_capable else 'diffusion'
+        if edit_capable:
+            return 'edit'
+        return 'diffusion' if any(cfg.get(key) for key in DIFFUSION_SELECTORS) else AUTO_SAMPLER
     if cfg.sampler not in SAMPLERS:
         raise UserError(f"sampler={cfg.sampler!r} is unknown; use one of 'auto', {', '.join(map(repr, SAMPLERS))}")
     if cfg.sampler == 'edit' and not edit_capable:
@@ -253,6 +265,7 @@ READERS = {
     **{key: "sampler='diffusion' with use_intelligent_remasking=True" for key in REMASKER_KEYS},
     **{key: "sampler='remdm'" for key in REMDM_KEYS},
     'reveal_schedule': "sampler='mdlm', 'confidence' or 'remdm'",
+    'choice_temperature': "sampler='confidence'",
     'start_ratio': "a schedule: sampler='diffusion' (not threshold mode), 'mdlm', 'confidence' or 'remdm'",
     'diffusion_iterations': "sampler='diffusion', 'mdlm', 'confidence' or 'remdm'",
 }
@@ -263,7 +276,8 @@ def settings_read(sampler, mode):
     if sampler == 'edit':
         return EDIT_KEYS
     if sampler in FIELD_SAMPLERS:
-        return ('diffusion_iterations', 'start_ratio', 'reveal_schedule') + (REMDM_KEYS if sampler == 'remdm' else ())
+        return (('diffusion_iterations', 'start_ratio', 'reveal_schedule') + (REMDM_KEYS if sampler == 'remdm' else ())
+                + (('choice_temperature',) if sampler == 'confidence' else ()))
     read = ('diffusion_iterations',) + FLAG_KEYS
     read += SCHEDULE_KEYS + ('start_ratio',) if mode != 'threshold' else ()  # threshold mode has no schedule
     read += REMASKER_KEYS if mode != 'random' else ()  # random mode never reads [WRONG] scores
@@ -521,6 +535,17 @@ def choose_decoded_remask(score_kind, decoded, k, confidence, logits, wrong_toke
     return su.select_top_k(su.wrong_token_probability(logits, wrong_token_id), decoded, k)
 
 
+def confidence_order(fill_p, choice_temperature, progress, generator):
+    """(B, T) the confidence sampler's ranking of the fills: log p(fill), plus Gumbel noise scaled by
+    choice_temperature * (1 - progress) (MaskGIT's choice temperature, annealed to 0 by the last iteration).
+    0 gives the pure confidence order; a large value is close to mdlm's random order early in the run."""
+    if not choice_temperature:
+        return fill_p
+    u = torch.rand(fill_p.shape, generator=generator, device=fill_p.device, dtype=torch.float64)
+    gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))  # (B, T)
+    return fill_p.double().clamp(min=1e-300).log() + choice_temperature * (1.0 - progress) * gumbel
+
+
 def field_generate(unmasker, prompt, cfg, sampler, vocab, generator, log=None):
     """mdlm / confidence / remdm: cfg.num_samples sequences of cfg.sequence_length; returns
     (tokens (B, T), per-sample stats).
@@ -556,7 +581,8 @@ def field_generate(unmasker, prompt, cfg, sampler, vocab, generator, log=None):
                                            generator)
         n_reveal = counts[it] - counts[it + 1] + int(remask[0].sum())  # every row has the same counts
         if sampler == 'confidence':
-            reveal = su.select_top_k(fill_p, masked, n_reveal)
+            reveal = su.select_top_k(confidence_order(fill_p, cfg.choice_temperature, it / N, generator), masked,
+                                     n_reveal)
         else:
             reveal = su.select_random(masked, n_reveal, generator)
         tokens = torch.where(reveal, fills, tokens).masked_fill(remask, vocab.mask_token_id)

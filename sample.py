@@ -44,7 +44,9 @@ checkpoint_name = None           # unmasking (or merged) model in out_dir; None 
 remasking_checkpoint_name = None  # optional remasking model; 'newest' = the newest one in remasking_out_dir
 remasking_out_dir = None         # where the remasking model lives; None = out_dir
 sampler = 'auto'                 # 'auto' | 'diffusion' | 'mdlm' | 'confidence' | 'remdm' | 'edit'
-                                 # auto = edit for full-target random-replacement models, else diffusion
+                                 # auto = edit for full-target random-replacement models; else diffusion when one of
+                                 # the seed's remasking settings (the use_*_remasking flags, a threshold, a remasking
+                                 # checkpoint) is set; else confidence, which measured best at the default budget
 trust_checkpoint_pickle = False  # True: open checkpoints that only full unpickling opens (can run code: files you trust)
 # what to generate
 start = ''                       # fixed prompt at the start of every sample, never changed; 'FILE:path' reads a file
@@ -64,6 +66,8 @@ use_mixed_remasking = False      # scheduled count, above-threshold candidates f
 remasking_confidence_threshold = None  # [WRONG] probability above which a position is remasked
 # the field's samplers (sampler = 'mdlm' | 'confidence' | 'remdm')
 reveal_schedule = 'linear'       # 'linear' | 'cosine': the masked share, from start_ratio down to 0 after the last iteration
+choice_temperature = 4.5         # confidence: Gumbel noise on the ranking of the fills, annealed to 0 over the run
+                                 # (MaskGIT's default); 0 = the pure confidence order (LLaDA's low-confidence remasking)
 remdm_eta = 0.05                 # remdm: a decoded character is masked again with p = min(remdm_eta, what the schedule allows)
 remdm_window = (0.0, 1.0)        # remdm: the part of the run (0 = first iteration, 1 = last) in which it remasks
 remdm_score = 'random'           # remdm: which decoded characters: 'random' | 'confidence' | 'wrong' (merged checkpoints)

@@ -53,7 +53,7 @@ LOOP_SETTINGS = dict(temperature=1.0, top_k=None, remasking_schedule='linear', s
                      insert_ratio_start=0.04, insert_ratio_end=0.0, delete_ratio_start=0.04, delete_ratio_end=0.0,
                      noise_start=0.1, noise_end=0.0, insert_schedule='cosine', delete_schedule='cosine',
                      noise_schedule='cosine', cooling_distance=2, cooling_iterations=1, reveal_schedule='linear',
-                     remdm_eta=0.05, remdm_window=(0.0, 1.0), remdm_score='random')
+                     remdm_eta=0.05, remdm_window=(0.0, 1.0), remdm_score='random', choice_temperature=4.5)
 
 
 def random_models(block_size, device):

@@ -14,6 +14,8 @@
 #
 #   bash experiments/objectives.sh                          # 3 seeds x 5 runs at 800 iterations (CPU: ~1.5 h)
 #   SCALE=4 SEEDS=1337 RUNS="ar stages" bash experiments/objectives.sh
+#   RUN_DIR=out-experiments/objectives-lr4e-3 EXTRA="--learning_rate=4e-3 --min_lr=4e-4" bash experiments/objectives.sh
+#                                                           # the same runs with other settings, in a folder of their own
 set -euo pipefail
 set -f  # the stage lists in the overrides hold [ ] : never globs
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ RUN_DIR=${RUN_DIR:-out-experiments/objectives}
 SEEDS=${SEEDS:-"1337 1338 1339"}
 RUNS=${RUNS:-"ar stages uniform uniform_elbo stages_bf16"}
 SCALE=${SCALE:-1}
+EXTRA=${EXTRA:-}  # more train.py overrides for every run (words)
 ITERS=$((800 * SCALE))
 mkdir -p "$RUN_DIR/logs"
 
@@ -43,8 +46,8 @@ for seed in $SEEDS; do
             echo "=== $name: done already"; continue
         fi
         start=$SECONDS
-        # shellcheck disable=SC2046  # the overrides are words on purpose
-        python train.py $(overrides "$kind") --out_dir="$RUN_DIR/$name" --data_dir="$RUN_DIR/data/$name" \
+        # shellcheck disable=SC2046,SC2086  # the overrides are words on purpose
+        python train.py $(overrides "$kind") $EXTRA --out_dir="$RUN_DIR/$name" --data_dir="$RUN_DIR/data/$name" \
             --seed="$seed" --data_seed="$seed" --max_iters="$ITERS" --lr_decay_iters="$ITERS" \
             --init_from=scratch > "$RUN_DIR/logs/$name.log" 2>&1
         echo "$name $((SECONDS - start))" | tee -a "$RUN_DIR/wall_seconds.txt"

@@ -27,6 +27,8 @@ def test_variants_cover_every_sampler_and_score_once():
         'diffusion.threshold:confidence@unmasking', 'diffusion.mixed:confidence@unmasking',
         'mdlm@unmasking', 'confidence@unmasking', 'remdm:random@unmasking', 'remdm:confidence@unmasking']
     assert not any(v.learned for v in plain) and all(v.passes_per_iteration == 1 for v in plain)
+    assert [v.name for v in compare.variants(choice_temperature=4.5)][5:7] == ['confidence@unmasking',
+                                                                                'confidence~4.5@unmasking']
     every = compare.variants(('B', 'states'), merged=True)
     added = {v.name: v for v in every[len(plain):]}
     assert set(added) == {
@@ -226,7 +228,7 @@ def test_compare_runs_every_variant_at_equal_forward_passes(compare_runs, tmp_pa
     for expected in ('compare at 4 forward passes', 'matched diversity at 6 forward passes', 'validation text',
                      'best with a learned remasker', 'detector on the sampler', 'wrong@merged'):
         assert expected in printed, expected
-    names = [v.name for v in compare.variants(('B', 'states'), merged=True)]
+    names = [v.name for v in compare.variants(('B', 'states'), merged=True, choice_temperature=4.5)]
     assert [v['name'] for v in report['variants']] == names
     assert report['checkpoints']['remaskers'] == {'B': str(compare_runs / 'remask_b' / 'ckpt_remasking_all_positions_10.pt'),
                                                   'states': str(compare_runs / 'states' / 'ckpt_remasking_all_positions_10.pt')}

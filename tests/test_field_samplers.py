@@ -126,7 +126,8 @@ class GradedOracle(nn.Module):
 
 
 def test_confidence_reveals_the_most_confident_fills_and_mdlm_random_ones():
-    _, _, records, _, _ = run_field('confidence', GradedOracle(), temperature=0.0, diffusion_iterations=4)
+    _, _, records, _, _ = run_field('confidence', GradedOracle(), temperature=0.0, diffusion_iterations=4,
+                                    choice_temperature=0.0)
     T = len(TEXT)
     for it, r in enumerate(records):
         newly = (r['tokens'] != MASK) & ((records[it - 1]['tokens'] == MASK) if it else True)  # (B, T)
@@ -137,6 +138,23 @@ def test_confidence_reveals_the_most_confident_fills_and_mdlm_random_ones():
     _, _, records, _, _ = run_field('mdlm', GradedOracle(), temperature=0.0, diffusion_iterations=4)
     first = records[0]['tokens'] != MASK  # (B, T)
     assert not torch.equal(first[0], first[1])  # chosen at random, independently per sample
+
+
+def test_choice_temperature_moves_the_confidence_order_towards_random_then_anneals():
+    """MaskGIT's choice noise: a large choice_temperature makes the first reveals nearly random (they differ
+    between samples, unlike the pure order), and the noise shrinks with progress, to 0 in the limit."""
+    _, _, records, _, _ = run_field('confidence', GradedOracle(), temperature=0.0, diffusion_iterations=4,
+                                    choice_temperature=50.0)
+    first = records[0]['tokens'] != MASK  # (B, T)
+    assert not torch.equal(first[0], first[1])
+    fill_p = torch.tensor([[0.9, 0.5, 0.1]])
+    assert torch.equal(generate.confidence_order(fill_p, 0.0, 0.0, None), fill_p)  # 0: the pure order
+    late = generate.confidence_order(fill_p, 3.0, 1.0, torch.Generator().manual_seed(0))  # noise * (1 - 1) = 0
+    assert torch.allclose(late, fill_p.double().log())
+    # with noise, the order is a Gumbel-max draw: the first pick lands on position 0 in proportion to its p
+    picks = [int(generate.confidence_order(fill_p, 1.0, 0.0, torch.Generator().manual_seed(s)).argmax())
+             for s in range(2000)]
+    assert abs(picks.count(0) / 2000 - 0.9 / 1.5) < 0.04
 
 
 def remdm_rates(cfg, span):

@@ -44,7 +44,7 @@ def test_start_ratio_is_the_share_masked_when_generation_starts():
 
 def test_start_ratio_shows_in_the_verbose_output(unmasking_dir, capsys):
     sample.main([f'--out_dir={unmasking_dir}', '--num_samples=1', '--sequence_length=40',
-                 '--diffusion_iterations=4', '--start_ratio=0.5', '--verbose=True'])
+                 '--diffusion_iterations=4', '--start_ratio=0.5', '--verbose=True', '--sampler=diffusion'])
     out = capsys.readouterr().out
     assert 'start_ratio=0.5: iteration 0 is the first fill of all 40 editable positions; 20 of them are masked' in out
     assert 'iter   0 | active 1/1 | masked 40 | remasked 20' in out and 'iter   1 | active 1/1 | masked 20 |' in out
@@ -72,7 +72,8 @@ def test_settings_of_another_sampler_are_warned_once(unmasking_dir, capsys):
     sample.main([f'--out_dir={unmasking_dir}', *QUICK, '--insert_ratio_start=0.5'])  # the example
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
     assert len(warnings) == 1 and "insert_ratio_start=0.5 (read by sampler='edit')" in warnings[0], warnings
-    sample.main([f'--out_dir={unmasking_dir}', *QUICK, '--insert_ratio_start=0.5', '--reveal_schedule=cosine'])
+    sample.main([f'--out_dir={unmasking_dir}', *QUICK, '--sampler=diffusion', '--insert_ratio_start=0.5',
+                 '--reveal_schedule=cosine'])
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
     assert len(warnings) == 1  # several settings: still one line
     assert "reveal_schedule='cosine' (read by sampler='mdlm', 'confidence' or 'remdm')" in warnings[0]
