@@ -24,7 +24,7 @@ RUN_DIR=${RUN_DIR:-out-experiments/objectives}
 SEEDS=${SEEDS:-"1337 1338 1339"}
 RUNS=${RUNS:-"ar stages uniform uniform_elbo stages_bf16"}
 SCALE=${SCALE:-1}
-EXTRA=${EXTRA:-}  # more train.py overrides for every run (words)
+EXTRA=${EXTRA:-}  # more train.py overrides for every run (words; they come last, so they win)
 ITERS=$((800 * SCALE))
 mkdir -p "$RUN_DIR/logs"
 
@@ -47,9 +47,9 @@ for seed in $SEEDS; do
         fi
         start=$SECONDS
         # shellcheck disable=SC2046,SC2086  # the overrides are words on purpose
-        python train.py $(overrides "$kind") $EXTRA --out_dir="$RUN_DIR/$name" --data_dir="$RUN_DIR/data/$name" \
+        python train.py $(overrides "$kind") --out_dir="$RUN_DIR/$name" --data_dir="$RUN_DIR/data/$name" \
             --seed="$seed" --data_seed="$seed" --max_iters="$ITERS" --lr_decay_iters="$ITERS" \
-            --init_from=scratch > "$RUN_DIR/logs/$name.log" 2>&1
+            --init_from=scratch $EXTRA > "$RUN_DIR/logs/$name.log" 2>&1
         echo "$name $((SECONDS - start))" | tee -a "$RUN_DIR/wall_seconds.txt"
     done
 done
