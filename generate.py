@@ -157,6 +157,11 @@ def check_positive_int(cfg, key):
         raise UserError(f"{key}={cfg[key]!r} must be a positive integer")
 
 
+def check_non_negative(cfg, key, hint):
+    if not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
+        raise UserError(f"{key}={cfg[key]!r} must be a number >= 0 ({hint})")
+
+
 def check_schedule(name, kind, start, end):
     problem = su.check_schedule(name, kind, start, end)
     if problem:
@@ -165,8 +170,7 @@ def check_schedule(name, kind, start, end):
 
 def check_common_settings(cfg):
     check_positive_int(cfg, 'num_samples')
-    if not isinstance(cfg.temperature, (int, float)) or cfg.temperature < 0:
-        raise UserError(f"temperature={cfg.temperature!r} must be >= 0 (0 = argmax)")
+    check_non_negative(cfg, 'temperature', '0 = argmax')
     if cfg.top_k is not None and (not isinstance(cfg.top_k, int) or cfg.top_k < 1):
         raise UserError(f"top_k={cfg.top_k!r} must be a positive integer or None")
 
@@ -180,9 +184,7 @@ def check_field_settings(cfg, sampler, merged):
     """The settings of mdlm / confidence / remdm; `merged`: the unmasking checkpoint is a merged model."""
     check_positive_int(cfg, 'diffusion_iterations')
     check_schedule('reveal_schedule', cfg.reveal_schedule, cfg.start_ratio, 0.0)
-    if not isinstance(cfg.choice_temperature, (int, float)) or cfg.choice_temperature < 0:
-        raise UserError(f"choice_temperature={cfg.choice_temperature!r} must be a number >= 0 (0 = the pure "
-                        f"confidence order; MaskGIT uses 4.5)")
+    check_non_negative(cfg, 'choice_temperature', '0 = the pure confidence order; MaskGIT uses 4.5')
     if sampler != 'remdm':
         return
     if not isinstance(cfg.remdm_eta, (int, float)) or not 0 <= cfg.remdm_eta <= 1:
@@ -211,13 +213,6 @@ def check_edit_settings(cfg):
         raise UserError("the edit sampler does not remask; drop the remasking settings or set sampler='diffusion'")
 
 
-# sampler='auto': the sampler that measured best at the default budget (docs/results.md, "The first run")...
-AUTO_SAMPLER = 'confidence'
-# ...unless one of the seed's remasking settings asks for the diffusion loop
-DIFFUSION_SELECTORS = ('use_intelligent_remasking', 'use_mixed_remasking', 'remasking_confidence_threshold',
-                       'remasking_checkpoint_name')
-
-
 def resolve_sampler(cfg, meta, path):
     """The sampler (one of SAMPLERS) for the unmasking checkpoint at `path` (its dataset `meta`)."""
     # full targets on mask-free corruption: the model predicts every original character, so it can edit
@@ -225,7 +220,9 @@ def resolve_sampler(cfg, meta, path):
     if cfg.sampler == 'auto':
         if edit_capable:
             return 'edit'
-        return 'diffusion' if any(cfg.get(key) for key in DIFFUSION_SELECTORS) else AUTO_SAMPLER
+        # set = neither None nor False (`is`, so that a threshold of 0.0 counts as set)
+        asks_for_diffusion = any(cfg.get(key) is not None and cfg.get(key) is not False for key in DIFFUSION_SELECTORS)
+        return 'diffusion' if asks_for_diffusion else AUTO_SAMPLER
     if cfg.sampler not in SAMPLERS:
         raise UserError(f"sampler={cfg.sampler!r} is unknown; use one of 'auto', {', '.join(map(repr, SAMPLERS))}")
     if cfg.sampler == 'edit' and not edit_capable:
@@ -258,6 +255,10 @@ FLAG_KEYS = ('use_intelligent_remasking', 'use_mixed_remasking', 'remasking_conf
 SCHEDULE_KEYS = ('remasking_schedule', 'end_ratio')
 REMASKER_KEYS = ('remasking_checkpoint_name', 'remasking_out_dir')
 REMDM_KEYS = ('remdm_eta', 'remdm_window', 'remdm_score')
+# sampler='auto': the sampler that measured best at the default budget (docs/results.md, "The first run"),
+# unless one of the seed's remasking settings (a flag, a threshold, a remasking model) asks for the diffusion loop
+AUTO_SAMPLER = 'confidence'
+DIFFUSION_SELECTORS = FLAG_KEYS + ('remasking_checkpoint_name',)
 READERS = {
     **{key: "sampler='edit'" for key in EDIT_KEYS},
     **{key: "sampler='diffusion'" for key in FLAG_KEYS},
