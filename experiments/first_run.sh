@@ -34,18 +34,9 @@ for seed in 1337 1338 1339; do
         > "$RUN_DIR/samples_$seed.log" 2>&1
 done
 python - "$RUN_DIR" <<'EOF'
-import glob, json, statistics, sys
-reports = [json.load(open(p))['samples'] for p in sorted(glob.glob(f"{sys.argv[1]}/samples_*.json"))]
-def row(name, get):
-    cells = []
-    for metric in ('reference_bits_per_char', 'char_entropy', 'valid_word_share', 'distinct_4grams'):
-        values = [get(r)[metric] for r in reports]
-        se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float('nan')
-        cells.append(f"{statistics.fmean(values):.3f} ± {se:.3f}")
-    print(f"| {name} | " + " | ".join(cells) + " |")
-print(f"| sampler ({len(reports)} seeds x 64 samples, 30 forward passes) | ref bits/char | entropy | valid words | distinct 4-grams |")
-print("| --- | --- | --- | --- | --- |")
-for mode in reports[0]['modes']:
-    row(mode, lambda r: r['modes'][mode])
-row('validation text', lambda r: r['validation_text'])
+import glob, json, sys
+sys.path.insert(0, 'experiments')
+from summarize_objectives import samples_table  # the same table as the objectives runs', one copy
+runs = [(i, json.load(open(p))) for i, p in enumerate(sorted(glob.glob(f"{sys.argv[1]}/samples_*.json")))]
+samples_table({('quick', 1): runs})
 EOF
