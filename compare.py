@@ -59,6 +59,14 @@ class Variant:
     def passes_per_iteration(self):
         return 2 if self.remasker else 1
 
+    def settings(self):
+        """The sampler key this variant's rule sets (remdm_score, choice_temperature), for its run only."""
+        if self.sampler == 'remdm':
+            return dict(remdm_score=self.rule)
+        if self.sampler == 'confidence':
+            return dict(choice_temperature=self.rule or 0.0)
+        return {}
+
     def iterations(self, budget):
         """Iterations that spend `budget` forward passes per sample."""
         return budget // self.passes_per_iteration

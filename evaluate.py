@@ -577,9 +577,7 @@ def variant_forwards(variant, cm):
 def generate_variant(cfg, cm, variant, budget, temperature, seed, device):
     """(texts, tokens (B, L), forward passes per sample): compare_num_samples samples of one variant at `budget`."""
     settings = Config(dict(cfg, temperature=temperature, seed=seed, num_samples=cfg.compare_num_samples,
-                           remdm_score=variant.rule if variant.sampler == 'remdm' else cfg.remdm_score,
-                           choice_temperature=(variant.rule or 0.0) if variant.sampler == 'confidence'
-                           else cfg.choice_temperature))
+                           **variant.settings()))
     mode = variant.rule if variant.sampler == 'diffusion' else variant.sampler
     filler, scorer = variant_forwards(variant, cm)
     texts, tokens, passes, _ = run_sampler(mode_config(settings, mode, variant.iterations(budget)), variant.sampler,
