@@ -12,7 +12,8 @@ Names in out_dir:
 
 Every checkpoint holds: model, model_args, iter_num, best_val_loss, config (fully resolved),
 meta (vocabulary and dataset facts needed to decode), training_type, remasking_loss_type, run_id.
-ckpt.pt also holds optimizer, scaler and rng_state.
+ckpt.pt also holds optimizer, scaler and rng_state (so do the versioned ones of a run with
+lr_schedule='wsd': any of them can start a branch), and a branch's checkpoints hold branched_at.
 
 Opening a checkpoint never runs code from it. Checkpoints hold only tensors, dicts, lists, tuples,
 strings, numbers, booleans and None (`save_checkpoint` checks), and `load_checkpoint` opens them with
@@ -52,6 +53,11 @@ def run_kind(training_type, remasking_loss_type=None):
 def checkpoint_kind(checkpoint):
     """The run kind of a loaded checkpoint."""
     return run_kind(checkpoint.get('training_type'), checkpoint.get('remasking_loss_type'))
+
+
+def start_checkpoint_path(init_from, out_dir, branch_from=None):
+    """The checkpoint a training run starts from: out_dir/ckpt.pt to resume, branch_from to branch, None from scratch."""
+    return {'resume': os.path.join(out_dir, LATEST_NAME), 'branch': branch_from}.get(init_from)
 
 
 def checkpoint_name(training_type, remasking_loss_type, iter_num):
@@ -151,12 +157,14 @@ def remove_stale_temp_checkpoints(out_dir, kind):
     return remove_stale_temp_files(out_dir, is_ours=lambda name: is_run_file(name, kind))
 
 
-def save_run_checkpoints(checkpoint, resume_state, out_dir, keep_last=0):
-    """ckpt_<kind>_<iter>.pt (the weights, for sampling) and ckpt.pt (the same plus `resume_state`:
-    optimizer, scaler, RNG), each written atomically; then the oldest versioned checkpoints of this
-    kind beyond `keep_last` go. Returns the versioned name."""
+def save_run_checkpoints(checkpoint, resume_state, out_dir, keep_last=0, resume_state_in_every=False):
+    """ckpt_<kind>_<iter>.pt (the weights, for sampling; with `resume_state_in_every` also the resume
+    state, so a branch can start from it) and ckpt.pt (the same plus `resume_state`: optimizer, scaler,
+    RNG), each written atomically; then the oldest versioned checkpoints of this kind beyond `keep_last`
+    go. Returns the versioned name."""
     name = checkpoint_name(checkpoint['training_type'], checkpoint['remasking_loss_type'], checkpoint['iter_num'])
-    save_checkpoint(checkpoint, os.path.join(out_dir, name))
+    save_checkpoint(dict(checkpoint, **resume_state) if resume_state_in_every else checkpoint,
+                    os.path.join(out_dir, name))
     save_checkpoint(dict(checkpoint, **resume_state), os.path.join(out_dir, LATEST_NAME))
     prune_checkpoints(out_dir, checkpoint_kind(checkpoint), keep_last)
     return name

@@ -28,7 +28,7 @@ import os
 import time
 
 import queue_io
-from checkpoints import LATEST_NAME, load_checkpoint
+from checkpoints import load_checkpoint, start_checkpoint_path
 from common import UserError, print0
 from data import masking, positions
 
@@ -126,7 +126,7 @@ def start_curriculum(cfg, queue_dir, run_id, master):
     if positions.schedule_of(cfg) != 'curriculum' or cfg.eval_only:
         return None
     curriculum = RunCurriculum(cfg.unmasking_stages, queue_dir, run_id, master)
-    resuming = cfg.init_from == 'resume'
+    resuming = cfg.init_from in ('resume', 'branch')
     curriculum.publish(restore_curriculum(curriculum, cfg) if resuming else 0)
     print0(f"curriculum: {curriculum.n_stages} stages one at a time, {'resumed at' if resuming else 'starting at'} "
            f"{curriculum.describe()}; the producers read {queue_io.curriculum_path(queue_dir)}")
@@ -134,8 +134,9 @@ def start_curriculum(cfg, queue_dir, run_id, master):
 
 
 def restore_curriculum(curriculum, cfg):
-    """Load the curriculum state of out_dir/ckpt.pt into `curriculum`; returns the checkpoint's iteration."""
-    path = os.path.join(cfg.out_dir, LATEST_NAME)
+    """Load the curriculum state of the checkpoint the run starts from (out_dir/ckpt.pt, or branch_from)
+    into `curriculum`; returns the checkpoint's iteration."""
+    path = start_checkpoint_path(cfg.init_from, cfg.out_dir, cfg.branch_from)
     checkpoint = load_checkpoint(path)  # memory-mapped: reading two small entries is cheap
     state = checkpoint.get('curriculum')
     if state is None:

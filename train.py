@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoints import (LATEST_NAME, fit_problem, load_checkpoint, remove_stale_temp_checkpoints, run_kind,
-                         save_run_checkpoints, storable_problem, strip_compile_prefix)
+                         save_run_checkpoints, start_checkpoint_path, storable_problem, strip_compile_prefix)
 from common import (UserError, compute_cleanup, compute_init, print0, restore_rng_state, rng_state, run_cli,
                     seed_everything)
 from configurator import defaults_from, load_config
@@ -50,7 +50,9 @@ log_interval = 10
 eval_iters = 200            # validation batches per evaluation; the producer writes this many
 eval_only = False           # evaluate once and exit
 always_save_checkpoint = False  # save at every evaluation, not only when val loss improves
-init_from = 'scratch'       # 'scratch' | 'resume' (from out_dir/ckpt.pt)
+init_from = 'scratch'       # 'scratch' | 'resume' (from out_dir/ckpt.pt) | 'branch' (from branch_from, into out_dir)
+branch_from = None          # init_from='branch': the checkpoint a new run continues from in its own out_dir
+                            # (a ckpt.pt, or any ckpt_<kind>_<iter>.pt of a run with lr_schedule='wsd')
 keep_last_checkpoints = 0   # keep the newest N ckpt_<kind>_<iter>.pt of this run kind; 0 keeps all
 trust_checkpoint_pickle = False  # True: resume from a ckpt.pt that only full unpickling opens (a file you trust)
 # wandb logging
@@ -85,10 +87,15 @@ weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0             # clip gradient norm at this value; 0.0 disables
-# learning rate schedule: linear warmup, then cosine decay to min_lr
+# learning rate schedule: linear warmup, then 'cosine' decay to min_lr at lr_decay_iters, or 'wsd'
+# (warmup-stable-decay): the peak rate until decay_start, then down to min_lr at max_iters
 decay_lr = True
+lr_schedule = 'cosine'      # 'cosine' | 'wsd'
 warmup_iters = 100
-lr_decay_iters = 5000       # ~= max_iters per Chinchilla
+lr_decay_iters = 5000       # cosine: ~= max_iters per Chinchilla
+decay_fraction = 0.2        # wsd: the last fraction of max_iters spent decaying
+decay_start = None          # wsd: the iteration the decay starts at; None: max_iters * (1 - decay_fraction),
+                            # or, for init_from='branch', the iteration of branch_from
 min_lr = 1e-4               # ~= learning_rate / 10
 # system
 backend = None              # DDP backend; None picks 'nccl' on CUDA and 'gloo' on CPU
@@ -98,6 +105,7 @@ compile = False             # torch.compile the model
 seed = 1337
 # -----------------------------------------------------------------------------
 DEFAULTS = defaults_from(globals())
+LR_SCHEDULES = ('cosine', 'wsd')
 
 
 # -----------------------------------------------------------------------------
@@ -148,8 +156,10 @@ def read_original_names(cfg):
 
 
 def check_config(cfg):
-    if cfg.init_from not in ('scratch', 'resume'):
-        raise UserError(f"init_from={cfg.init_from!r} is unknown; use 'scratch' or 'resume'")
+    if cfg.init_from not in ('scratch', 'resume', 'branch'):
+        raise UserError(f"init_from={cfg.init_from!r} is unknown; use 'scratch', 'resume' or 'branch'")
+    check_branch(cfg)
+    check_lr_schedule(cfg)
     if cfg.training_type not in TRAINING_TYPES:
         raise UserError(f"training_type={cfg.training_type!r} is unknown; use one of {TRAINING_TYPES}")
     if cfg.remasking_loss_type not in REMASKING_LOSS_TYPES:
@@ -165,6 +175,29 @@ def check_config(cfg):
         raise UserError("max_iters and keep_last_checkpoints must not be negative")
 
 
+def check_branch(cfg):
+    """init_from='branch' needs branch_from, and an out_dir of its own (the source run's stay untouched)."""
+    if cfg.init_from != 'branch':
+        if cfg.branch_from is not None:
+            print0(f"warning: branch_from={cfg.branch_from!r} is ignored unless init_from='branch'")
+        return
+    if not cfg.branch_from:
+        raise UserError("init_from='branch' needs branch_from=<checkpoint path> (a ckpt.pt, or a "
+                        "ckpt_<kind>_<iter>.pt of a run trained with lr_schedule='wsd')")
+    if os.path.abspath(os.path.dirname(cfg.branch_from)) == os.path.abspath(cfg.out_dir):
+        raise UserError(f"a branch writes into an out_dir of its own: set out_dir to another folder than "
+                        f"{os.path.dirname(cfg.branch_from) or '.'} (use init_from='resume' to continue that run)")
+
+
+def check_lr_schedule(cfg):
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"lr_schedule={cfg.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}")
+    if not 0.0 < cfg.decay_fraction <= 1.0:
+        raise UserError(f"decay_fraction={cfg.decay_fraction} must be in (0, 1]")
+    if cfg.decay_start is not None and not 0 <= cfg.decay_start <= cfg.max_iters:
+        raise UserError(f"decay_start={cfg.decay_start} must lie between 0 and max_iters={cfg.max_iters}")
+
+
 # -----------------------------------------------------------------------------
 # the run: its id, its saved config, where it stands
 
@@ -178,15 +211,18 @@ class RunState:
     iter_num: int = 0
     best_val_loss: float = float('inf')
     resumed_at: int | None = None   # the iteration a resumed run started at (evaluated before it was saved)
+    branched_at: int | None = None  # the iteration of branch_from, in a branch and its resumptions
     curriculum: object = None       # the stage curriculum (curriculum.RunCurriculum), None without one
 
 
 def run_id_for(cfg, compute):
     """A new id per run; a resumed run keeps the id of the run it continues. Rank 0's, on every rank."""
     run_id = uuid.uuid4().hex[:12]
-    if cfg.init_from == 'resume':  # a missing ckpt.pt is reported here, before any waiting for data
-        latest = load_checkpoint(os.path.join(cfg.out_dir, LATEST_NAME), trust_pickle=cfg.trust_checkpoint_pickle)
-        run_id = latest.get('run_id') or run_id
+    source = start_checkpoint_path(cfg.init_from, cfg.out_dir, cfg.branch_from)
+    if source is not None:  # a missing checkpoint is reported here, before any waiting for data
+        start = load_checkpoint(source, trust_pickle=cfg.trust_checkpoint_pickle)
+        if cfg.init_from == 'resume':  # a branch is a new run
+            run_id = start.get('run_id') or run_id
     if compute.ddp:
         shared = [run_id]
         dist.broadcast_object_list(shared, src=0)
@@ -247,20 +283,28 @@ def micro_steps_per_rank(cfg, world_size):
 
 
 def load_resumable(cfg, compute, meta, model_args):
-    """out_dir/ckpt.pt, after one clear line if it cannot continue under this config and queue."""
-    path = os.path.join(cfg.out_dir, LATEST_NAME)
+    """The checkpoint a resumed run (out_dir/ckpt.pt) or a branch (branch_from) continues from, after one
+    clear line if it cannot continue under this config and queue."""
+    path = start_checkpoint_path(cfg.init_from, cfg.out_dir, cfg.branch_from)
     checkpoint = load_checkpoint(path, map_location=compute.device, trust_pickle=cfg.trust_checkpoint_pickle)
     problem = fit_problem(checkpoint, model_args=model_args, stoi=meta['stoi'],
                           kind=run_kind(cfg.training_type, cfg.remasking_loss_type))
+    verb = 'resume' if cfg.init_from == 'resume' else 'branch from'
     if problem:
-        raise UserError(f"cannot resume {path}: {problem}; change the config to match or use another out_dir")
+        raise UserError(f"cannot {verb} {path}: {problem}; change the config to match or use another checkpoint")
+    if 'optimizer' not in checkpoint:
+        raise UserError(f"cannot {verb} {path}: it holds weights only, no optimizer state; branch from the run's "
+                        f"{LATEST_NAME}, or from a checkpoint of a run trained with lr_schedule='wsd' (which keeps it in every one)")
+    if checkpoint['iter_num'] >= cfg.max_iters and cfg.init_from == 'branch':
+        raise UserError(f"cannot branch from {path}: it is at iter {checkpoint['iter_num']}, not before "
+                        f"max_iters={cfg.max_iters}; set max_iters past it")
     return checkpoint
 
 
 def build_model(cfg, compute, meta, state):
     """(model, optimizer, scaler): new, or as ckpt.pt left them when init_from='resume' (then `state`
     continues from there too)."""
-    checkpoint = load_resumable(cfg, compute, meta, state.model_args) if cfg.init_from == 'resume' else None
+    checkpoint = load_resumable(cfg, compute, meta, state.model_args) if cfg.init_from != 'scratch' else None
     model = GPT(GPTConfig(**state.model_args))
     if checkpoint is not None:
         model.load_state_dict(strip_compile_prefix(checkpoint['model']))
@@ -277,16 +321,19 @@ def build_model(cfg, compute, meta, state):
 
 
 def resume_from(checkpoint, optimizer, scaler, state, cfg, compute):
-    """Continue where ckpt.pt stopped: optimizer and scaler state, iteration, best loss, random streams."""
+    """Continue where the checkpoint stopped: optimizer and scaler state, iteration, best loss, random
+    streams; a branch starts its decay there, and its resumptions remember where that was."""
     optimizer.load_state_dict(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
     state.iter_num = state.resumed_at = checkpoint['iter_num']
     state.best_val_loss = checkpoint['best_val_loss']
+    state.branched_at = checkpoint['iter_num'] if cfg.init_from == 'branch' else checkpoint.get('branched_at')
     if compute.master:
         restore_rng_state(checkpoint['rng_state'])
     else:  # the checkpoint holds rank 0's state; the others continue on their own streams
         seed_everything(cfg.seed + compute.rank + state.iter_num)
-    print0(f"resumed from {os.path.join(cfg.out_dir, LATEST_NAME)} at iter {state.iter_num} "
+    how = 'resumed from' if cfg.init_from == 'resume' else f'branched into {cfg.out_dir} from'
+    print0(f"{how} {start_checkpoint_path(cfg.init_from, cfg.out_dir, cfg.branch_from)} at iter {state.iter_num} "
            f"(run {state.run_id}, best val loss {state.best_val_loss:.4f}, optimizer state loaded)")
 
 
@@ -301,12 +348,28 @@ def compile_and_wrap(model, cfg, compute):
     return model, eval_model
 
 
-def get_lr(it, cfg):
-    """Linear warmup for warmup_iters, cosine decay to min_lr at lr_decay_iters, min_lr after."""
+def wsd_decay_start(cfg, branched_at=None):
+    """Where a 'wsd' schedule leaves its peak rate: decay_start when set, else a branch's first iteration,
+    else the last decay_fraction of max_iters."""
+    if cfg.decay_start is not None:
+        return cfg.decay_start
+    if branched_at is not None:
+        return branched_at
+    return round(cfg.max_iters * (1.0 - cfg.decay_fraction))
+
+
+def get_lr(it, cfg, decay_start=None):
+    """Linear warmup for warmup_iters, then 'cosine': cosine decay to min_lr at lr_decay_iters, min_lr
+    after; or 'wsd': learning_rate until `decay_start` (see wsd_decay_start), then down to min_lr at max_iters
+    along 1 - sqrt(progress), the shape that did best in Hägele et al. 2024 (arXiv:2405.18392)."""
     if not cfg.decay_lr:
         return cfg.learning_rate
     if it < cfg.warmup_iters:
         return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if cfg.lr_schedule == 'wsd':
+        decay_start = wsd_decay_start(cfg) if decay_start is None else decay_start
+        progress = min(1.0, max(0, it - decay_start) / max(1, cfg.max_iters - decay_start))  # 0 -> 1
+        return cfg.min_lr + (1.0 - math.sqrt(progress)) * (cfg.learning_rate - cfg.min_lr)
     if it > cfg.lr_decay_iters:
         return cfg.min_lr
     decay_ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
@@ -342,9 +405,12 @@ def save_checkpoints(raw_model, optimizer, scaler, state, cfg, meta):
     checkpoint = dict(model=raw_model.state_dict(), model_args=state.model_args, iter_num=state.iter_num,
                       best_val_loss=state.best_val_loss, config=dict(cfg), meta=meta,
                       training_type=cfg.training_type, remasking_loss_type=cfg.remasking_loss_type,
-                      run_id=state.run_id, curriculum=state.curriculum and state.curriculum.state_dict())
+                      run_id=state.run_id, curriculum=state.curriculum and state.curriculum.state_dict(),
+                      branched_at=state.branched_at)
     resume_state = dict(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng_state=rng_state())
-    name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints)
+    # a wsd run's checkpoints are all starting points for a branch with its own decay, so each keeps the optimizer
+    name = save_run_checkpoints(checkpoint, resume_state, cfg.out_dir, cfg.keep_last_checkpoints,
+                                resume_state_in_every=cfg.lr_schedule == 'wsd')
     print0(f"saved {name} and {LATEST_NAME} to {cfg.out_dir}")
 
 
@@ -388,6 +454,10 @@ def train(cfg, compute, consumer, run_id, curriculum=None):
     # weights are saved from raw_model: no DDP 'module.' or compile '_orig_mod.' prefixes
     raw_model, optimizer, scaler = build_model(cfg, compute, consumer.meta, state)
     model, eval_model = compile_and_wrap(raw_model, cfg, compute)
+    decay_start = wsd_decay_start(cfg, state.branched_at)
+    if cfg.lr_schedule == 'wsd' and cfg.decay_lr:
+        print0(f"lr schedule: wsd, {cfg.learning_rate:.2e} until iter {decay_start}, then down to {cfg.min_lr:.2e} "
+               f"at iter {cfg.max_iters}")
     log = TrainingLog(cfg, consumer, state.tokens_per_iter,
                       mfu_model=raw_model if compute.device_type == 'cuda' else None,  # MFU against a GPU's peak
                       wandb_run=start_wandb(cfg, run_id) if cfg.wandb_log and compute.master else None,
@@ -395,7 +465,7 @@ def train(cfg, compute, consumer, run_id, curriculum=None):
     while True:
         # nanochat's loop: one pass past max_iters, so the final evaluation and save always happen
         last_step = state.iter_num >= cfg.max_iters
-        lr = get_lr(state.iter_num, cfg)
+        lr = get_lr(state.iter_num, cfg, decay_start)
         for group in optimizer.param_groups:
             group['lr'] = lr
         # a resumed run does not evaluate again the iteration its checkpoint was saved at

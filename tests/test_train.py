@@ -152,7 +152,7 @@ def test_merged_checkpoints_are_named_found_and_resumed_as_their_own_kind(tmp_pa
                       attention_type='bidirectional', pos_encoding='learned')
     meta = {'stoi': {'a': 0, 'b': 1, 'c': 2}}
     model = GPT(GPTConfig(**model_args))
-    cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), training_type='merged')
+    cfg = Config(train.DEFAULTS, out_dir=str(tmp_path), training_type='merged', init_from='resume')
     state = train.RunState(run_id='abc', model_args=model_args, tokens_per_iter=16, iter_num=3, best_val_loss=1.0)
     train.save_checkpoints(model, torch.optim.AdamW(model.parameters()), torch.amp.GradScaler('cpu', enabled=False),
                            state, cfg, meta=meta)
