@@ -54,6 +54,15 @@ def test_script_keys_read_from_source_are_its_defaults(script):
     assert configurator.script_keys(script.__file__) == set(script.DEFAULTS)
 
 
+def test_the_words_recipe_is_the_quick_model_and_data_trained_longer():
+    quick, words = (train.resolve_config([config_path(name)])[0]
+                    for name in ('train_shakespeare_char_quick', 'train_shakespeare_char_words'))
+    same = [k for k in SHARED if k not in ('max_iters', 'lr_decay_iters')] + [
+        'unmasking_stages', 'validation_stages', 'use_all_stages_for_training', 'eval_iters']
+    assert {k: words[k] for k in same} == {k: quick[k] for k in same}
+    assert words.lr_schedule == 'wsd' and words.max_iters == 4 * quick.max_iters and words.data_dir != quick.data_dir
+
+
 @pytest.mark.parametrize('group', [QUICK, BABY], ids=['quick', 'nanoGPT-scale'])
 def test_configs_used_together_share_architecture_and_optimiser(group):
     settings = {name: tuple(train.resolve_config([config_path(name)])[0][k] for k in SHARED) for name in group}
