@@ -17,12 +17,14 @@ Generate text from trained checkpoints, with one of these samplers:
              characters and edit: substitute, delete, insert and re-noise, for max_iterations rounds.
 
 The loops live in generate.py; this script reads the settings, loads the models and prints the text
-(on a terminal it draws the text materialising in place; docs/sampling.md has every setting).
+(on a terminal it draws the text materialising in place, and animation_file draws the same frames
+into a GIF; docs/sampling.md has every setting).
 
 $ python sample.py                                   # newest unmasking checkpoint in out_dir
 $ python sample.py --use_intelligent_remasking=True --remasking_checkpoint_name=ckpt_remasking_all_positions_5000.pt
 $ python sample.py --sampler=confidence --diffusion_iterations=64
 $ python sample.py --start="ROMEO:" --num_samples=8 --verbose=True
+$ python sample.py --num_samples=1 --animation_file=docs/generation.gif
 """
 
 import sys
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 import generate
+import sampling_animation
 import sampling_log
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import defaults_from, load_config
@@ -88,6 +91,10 @@ cooling_iterations = 1           # ...made in the last this many rounds
 verbose = False                  # per-iteration statistics instead of a progress bar
 live = None                      # draw the text materialising in place; None = when stdout is a terminal and not verbose
 output_file = None               # append one JSON line per sample (text, settings, statistics)
+animation_file = None            # write the live view's frames to this GIF, one per iteration (needs Pillow)
+animation_frame_ms = 150         # how long each iteration's frame shows
+animation_final_ms = 3000        # how long the last frame (the finished text) shows before the GIF loops
+animation_columns = 80           # characters per line in the GIF; longer lines wrap
 # system
 device = 'auto'                  # 'auto' | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 dtype = 'auto'                   # 'auto' | 'float32' | 'bfloat16' | 'float16'
@@ -127,6 +134,7 @@ def load_run(cfg, argv=None):
     """Check the settings, load the checkpoint(s) and build the models (cfg.sequence_length is settled).
     `argv`: the command-line arguments, for errors that name the command that works."""
     generate.check_common_settings(cfg)
+    sampling_animation.check_settings(cfg)
     path, ckpt = generate.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
     sampler, mode = generate.sampler_and_mode(cfg, ckpt, path, argv)
@@ -148,6 +156,14 @@ def load_run(cfg, argv=None):
                ckpt['model_args']['block_size'])
 
 
+def progress_label(cfg, run):
+    """(what the live view and the animation call an iteration, how many there are at most)."""
+    label = f"{run.sampler} ({run.mode})" if run.mode else run.sampler
+    if run.sampler == 'edit':
+        return label + ' round', cfg.max_iterations
+    return label + ' iteration', cfg.diffusion_iterations
+
+
 def make_logger(cfg, run):
     """(the loop's log callback or None for the progress bar, the live view to close or None)."""
     span = cfg.sequence_length - len(run.prompt)
@@ -160,11 +176,15 @@ def make_logger(cfg, run):
                                 span), None
     if not sampling_log.live_enabled(cfg, sys.stdout):
         return None, None
-    label = f"{run.sampler} ({run.mode})" if run.mode else run.sampler
-    label += ' round' if run.sampler == 'edit' else ' iteration'
-    total = cfg.max_iterations if run.sampler == 'edit' else cfg.diffusion_iterations
-    view = sampling_log.LiveView(run.vocab, label, total, sys.stdout)
+    view = sampling_log.LiveView(run.vocab, *progress_label(cfg, run), sys.stdout)
     return view, view
+
+
+def make_recorder(cfg, run, log):
+    """The animation's recorder in front of the log callback `log` (None without animation_file)."""
+    if cfg.animation_file is None:
+        return None
+    return sampling_animation.Recorder(run.vocab, len(run.prompt), *progress_label(cfg, run), then=log)
 
 
 def run_sampler(cfg, run, generator, log):
@@ -203,12 +223,14 @@ def main(argv=None):
     run = load_run(cfg, argv)
     print(describe(run))
     log, live = make_logger(cfg, run)
+    recorder = make_recorder(cfg, run, log)
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     try:
-        tokens, per_sample = run_sampler(cfg, run, generator, log)
+        tokens, per_sample = run_sampler(cfg, run, generator, log if recorder is None else recorder)
     finally:
-        if live is not None:
-            live.close()
+        for view in (live, recorder):
+            if view is not None:
+                view.close()
     texts = run.vocab.decode(tokens)
     for text in texts:
         print(text)
@@ -220,6 +242,9 @@ def main(argv=None):
                          forward_passes_per_sample=passes, settings=dict(cfg))
         sampling_log.write_jsonl(cfg.output_file, texts, per_sample, about_run)
         print(f"wrote {len(texts)} samples to {cfg.output_file}")
+    if recorder is not None:
+        recorder.save(cfg.animation_file, cfg.animation_columns, cfg.animation_frame_ms, cfg.animation_final_ms)
+        print(f"wrote {len(recorder.frames)} frames to {cfg.animation_file}")
     return texts, per_sample
 
 

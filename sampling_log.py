@@ -1,7 +1,8 @@
 """
 What sample.py prints while and after it generates: the verbose per-iteration lines of each loop,
-the live view (the text materialising in place, on a terminal), the per-sample statistics, the
-edit loop's note about insertions the block size took away, and the JSON lines of output_file.
+the live view (the text materialising in place, on a terminal; sampling_animation.py draws the same
+frames into a GIF), the per-sample statistics, the edit loop's note about insertions the block size
+took away, and the JSON lines of output_file.
 """
 
 import json
@@ -83,18 +84,30 @@ def render_tokens(tokens, vocab, placeholder):
     return [''.join(shown[i] for i in row) for row in tokens.tolist()]
 
 
-def live_frame(header, texts, width, height):
+def frame_header(label, it, total, placeholder):
+    """The first row of a frame (the live view's and the animation's): which iteration, what masked looks like."""
+    return f"{label} {it + 1}/{total}   ({placeholder} = still masked)"
+
+
+def frame_rows(header, texts, columns):
     """The rows of one frame: the header, then the texts (a short dashed line between two), every line
-    cut into pieces of width - 1 characters (so the terminal never wraps by itself), at most height - 1
-    rows (a frame taller than the screen could not be redrawn in place)."""
-    step = max(width - 1, 1)
-    rows = [header[:step]]
+    (the header's too: its iteration counter is what tells two frames apart) cut into pieces of
+    `columns` characters."""
+    def cut(line):
+        return [line[j:j + columns] for j in range(0, max(len(line), 1), columns)]
+    rows = cut(header)
     for i, text in enumerate(texts):
         if i:
-            rows.append('-' * min(15, step))
+            rows.append('-' * min(15, columns))
         for line in text.split('\n'):
-            rows.extend(line[j:j + step] for j in range(0, max(len(line), 1), step))
-    return rows[:max(height - 1, 1)]
+            rows.extend(cut(line))
+    return rows
+
+
+def live_frame(header, texts, width, height):
+    """frame_rows for a terminal: lines cut at width - 1 characters (so the terminal never wraps by
+    itself), at most height - 1 rows (a frame taller than the screen could not be redrawn in place)."""
+    return frame_rows(header, texts, max(width - 1, 1))[:max(height - 1, 1)]
 
 
 class LiveView:
@@ -112,7 +125,7 @@ class LiveView:
 
     def __call__(self, it, record):
         size = shutil.get_terminal_size()
-        header = f"{self.label} {it + 1}/{self.total}   ({self.placeholder} = still masked)"
+        header = frame_header(self.label, it, self.total, self.placeholder)
         rows = live_frame(header, render_tokens(record['tokens'], self.vocab, self.placeholder), size.columns,
                           size.lines)
         self.stream.write(self.erase() + '\n'.join(rows) + '\n')
