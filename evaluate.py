@@ -29,6 +29,8 @@ $ bash experiments/compare_samplers.sh    # the compare section with every model
 """
 
 import itertools
+import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -38,10 +40,11 @@ import torch
 from tqdm import tqdm
 
 import compare
+import eval_curve as ec
 import eval_metrics as em
 import generate
 import sampling_utils as su
-from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
+from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
 from data.corpus import build_vocab, encode, read_corpus, split_ids
@@ -88,7 +91,9 @@ remdm_window = (0.0, 1.0)
 remdm_score = 'random'
 plot = False                     # PNG of sample quality against diffusion iterations (needs matplotlib)
 plot_iterations = (5, 10, 20, 40)
-plot_file = None                 # None = <out_dir>/eval_samples.png
+plot_file = None                 # None = <out_dir>/eval_samples.png (curve: <curve_dir>/compute_curve.png)
+# curve: every finished pair of a compute curve (runs named <kind>-s<seed>-x<scale>, as experiments/compute_curve.sh makes them)
+curve_dir = None
 # compare: every sampler and remasking score at equal forward passes per sample
 compare_remasking_checkpoints = ()  # separate remasking models: checkpoint files or run folders (their newest); 'label=path' names one
 compare_merged_checkpoint = None  # a merged model (file or run folder): it fills and scores in one pass
@@ -108,7 +113,7 @@ dtype = 'auto'
 DEFAULTS = defaults_from(globals())
 
 SCORED_FROM = 1  # the first character of every validation window is given to both models, not scored
-SECTIONS = ('loss', 'remasking', 'samples', 'compare')
+SECTIONS = ('loss', 'remasking', 'samples', 'compare', 'curve')
 MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
 
@@ -169,6 +174,9 @@ def check_settings(cfg):
         generate.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
     if 'compare' in wanted:
         check_compare_settings(cfg)
+    if 'curve' in wanted and (len(wanted) > 1 or not cfg.curve_dir or not os.path.isdir(cfg.curve_dir)):
+        raise UserError(f"sections=curve runs alone, on curve_dir=<a folder of runs named <kind>-s<seed>-x<scale>> "
+                        f"(experiments/compute_curve.sh makes one); got sections={cfg.sections!r}, curve_dir={cfg.curve_dir!r}")
     if cfg.plot:
         import_pyplot()  # fail now, not after minutes of evaluation
     return wanted
@@ -874,6 +882,32 @@ def print_compare_detection(det):
                 f"AUROC over the filled positions, mean ± SE across seeds", ['score', 'AUROC', 'per seed'], rows)
 
 
+def print_curve(curve):
+    def cell(row, name, digits=3, scale=1.0):
+        mean, se = row[name]
+        if mean is None:
+            return '-'
+        se = ec.error_bar(row, name) if name in row['within_se'] else se
+        return f"{mean * scale:.{digits}f}" + ('' if se is None or math.isnan(se) else f" ± {se * scale:.{digits}f}")
+    rows = [[f"{row['scale']}x", f"{row['tokens']:,}", row['seeds'], cell(row, 'nelbo'), cell(row, 'ar'),
+             cell(row, 'relative_gap', 1, 100.0), cell(row, 'nelbo_train'), cell(row, 'ar_train'),
+             cell(row, 'ref_bits', 2), cell(row, 'entropy', 2), cell(row, 'valid_words', 2)]
+            for row in curve['rows']]
+    print_table("\ncompute curve: bits/char on the validation split (and on as many windows of the training split); "
+                "± across seeds (one seed: across windows)",
+                ['scale', 'tokens', 'seeds', 'NELBO', 'AR', 'relative gap %', 'NELBO train', 'AR train',
+                 'sample ref bits', 'entropy', 'valid words'], rows)
+    trend = curve['trend']
+    if trend['slope_per_doubling'] is not None:
+        print(f"relative gap: {100 * trend['slope_per_doubling']:+.2f} ± {100 * trend['slope_se']:.2f} points per "
+              f"doubling of training tokens (least squares over every run)")
+    for target, where in trend['crossings'].items():
+        print(f"gap under {100 * float(target):.0f}%: " +
+              (f"at {where['tokens']:,.0f} training tokens ({where['how']})" if where else "not reached, and the trend does not fall"))
+    if 'plot' in curve:
+        print(f"wrote the plot to {curve['plot']}")
+
+
 def print_compare(cmp):
     for budget in cmp['budgets']:
         print_compare_samples(cmp, budget)
@@ -884,11 +918,79 @@ def print_compare(cmp):
 
 # -----------------------------------------------------------------------------
 
+# -----------------------------------------------------------------------------
+# curve: models of one recipe at several training budgets
+
+def run_finished(run_dir):
+    """Whether a run's ckpt.pt has reached the max_iters its config asked for."""
+    path = os.path.join(run_dir, LATEST_NAME)
+    if not os.path.exists(path):
+        return False
+    checkpoint = load_checkpoint(path)  # memory-mapped: only two small entries are read
+    return checkpoint['iter_num'] >= checkpoint['config']['max_iters']
+
+
+def train_windows(corpus, stoi, length, n, device):
+    """(n, length) windows of the training split at evenly spaced starts: the validation split's count,
+    so the two splits are scored alike (a model that memorises the training text scores better there)."""
+    ids = torch.from_numpy(encode(corpus.train_text, stoi).astype(np.int64))
+    starts = torch.from_numpy(np.linspace(0, len(ids) - length, n).astype(np.int64))
+    return ids.unfold(0, length, 1)[starts].to(device)  # (n, length)
+
+
+def evaluate_point(cfg, runs, device):
+    """One point of the curve: the fair comparison of the diffusion run with its autoregressive twin on
+    the validation split and on the training split, and samples of the confidence sampler."""
+    point_cfg = Config(dict(cfg, out_dir=runs['diffusion'], checkpoint_name=None, reference_out_dir=runs['ar'],
+                            reference_checkpoint_name='newest', remasking_checkpoint_name=None, sequence_length=None))
+    models = load_models(point_cfg, device)
+    corpus = load_corpus(models.checkpoint, device)
+    length, saved = models.checkpoint['model_args']['block_size'], models.checkpoint['config']
+    val = val_windows(corpus.val_ids, length)
+    train = train_windows(corpus, models.checkpoint['meta']['stoi'], length, len(val), device)
+    texts, tokens, passes, _ = generate_in_mode(point_cfg, models, 'confidence', cfg.forward_budget, device)
+    samples = dict(sampler='confidence', choice_temperature=cfg.choice_temperature, forward_passes=passes,
+                   num_samples=cfg.num_samples, **text_metrics(texts, tokens, models, corpus, point_cfg, copies=False),
+                   texts=texts[:4])
+    return dict(checkpoint=models.path, reference_checkpoint=models.reference_path,
+                iters=models.checkpoint['iter_num'],
+                tokens=models.checkpoint['iter_num'] * saved['batch_size'] * saved['block_size'] *
+                saved['gradient_accumulation_steps'],
+                val=loss_report(point_cfg, models, val, device), train=loss_report(point_cfg, models, train, device),
+                samples=samples)
+
+
+def curve_report(cfg, device):
+    """Every finished point of curve_dir (each evaluated once, then read back from its cached report), the
+    table rows (mean ± SE across seeds), the gap's trend and crossings, and the plot."""
+    points = ec.find_points(cfg.curve_dir, run_finished)
+    if not points:
+        raise UserError(f"{cfg.curve_dir} has no finished pair of runs diffusion-s<seed>-x<scale> and ar-s<seed>-x<scale>")
+    reports = {}
+    os.makedirs(os.path.dirname(ec.point_report_path(cfg.curve_dir, 0, 0)), exist_ok=True)
+    for (seed, scale), runs in points.items():
+        path = ec.point_report_path(cfg.curve_dir, seed, scale)
+        if not os.path.exists(path):
+            print(f"evaluating seed {seed} at {scale}x: {runs['diffusion']} against {runs['ar']}")
+            atomic_json(evaluate_point(cfg, runs, device), path)
+        with open(path, encoding='utf-8') as f:
+            reports[(seed, scale)] = json.load(f)
+    out = dict(points={f"s{seed}-x{scale}": report for (seed, scale), report in reports.items()},
+               rows=ec.curve_rows(reports), trend=ec.gap_trend(reports))
+    if cfg.plot:
+        out['plot'] = cfg.plot_file or os.path.join(cfg.curve_dir, 'compute_curve.png')
+        ec.plot_curve(import_pyplot(), out['rows'], out['plot'],
+                      f"{os.path.basename(os.path.normpath(cfg.curve_dir))}: masked diffusion against autoregression")
+    return out
+
+
 def main(argv=None):
     cfg = load_config(DEFAULTS, argv or [], other_keys=provider_keys_if_known)
     wanted = check_settings(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    if wanted == ['curve']:
+        return curve_main(cfg, device)
     models = load_models(cfg, device)
     compare_models = load_compare_models(cfg, models, device) if 'compare' in wanted else None
     corpus = load_corpus(models.checkpoint, device)
@@ -919,6 +1021,15 @@ def main(argv=None):
         if cfg.plot:
             report['compare']['plots'] = plot_compare(cfg, report['compare'])
             print(f"\nwrote the plots to {', '.join(report['compare']['plots'].values())}")
+    if cfg.output_file:
+        atomic_json(report, cfg.output_file)
+        print(f"wrote the report to {cfg.output_file}")
+    return report
+
+
+def curve_main(cfg, device):
+    report = dict(curve=curve_report(cfg, device), settings=dict(cfg))
+    print_curve(report['curve'])
     if cfg.output_file:
         atomic_json(report, cfg.output_file)
         print(f"wrote the report to {cfg.output_file}")

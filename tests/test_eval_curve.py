@@ -1,8 +1,10 @@
 """The compute curve's pieces with hand-made reports: which runs make a point, the mean ± SE across
 seeds, the trend of the relative gap and where it crosses a target, and the plot file."""
+import json
 import math
 
 import pytest
+import torch
 
 import eval_curve as ec
 
@@ -56,3 +58,56 @@ def test_plot_writes_a_png(tmp_path):
     path = tmp_path / 'curve.png'
     ec.plot_curve(plt, ec.curve_rows(reports), str(path), 'test')
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+# -----------------------------------------------------------------------------
+# evaluate.py --sections=curve on tiny checkpoints
+
+def save_run(folder, kind, iter_num, corpus, seed):
+    """A finished run as train.py leaves it: ckpt_<kind>_<iter>.pt and ckpt.pt, max_iters reached."""
+    from checkpoints import save_checkpoint
+    from test_evaluate import save_tiny
+    folder.mkdir()
+    training_type, attention = ('unmasking', 'bidirectional') if kind == 'diffusion' else ('autoregressive', 'causal')
+    path = folder / f'ckpt_{training_type}_{iter_num}.pt'
+    save_tiny(path, corpus, training_type, attention, seed=seed)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint.update(iter_num=iter_num, config=dict(checkpoint['config'], max_iters=iter_num, gradient_accumulation_steps=1))
+    for name in (path.name, 'ckpt.pt'):
+        save_checkpoint(checkpoint, str(folder / name))
+
+
+def test_curve_section_evaluates_every_point_once_and_plots(tmp_path, tiny_corpus, capsys):
+    pytest.importorskip('matplotlib')
+    import evaluate
+    from test_evaluate import TINY_ARGS
+    for seed in (1, 2):
+        for scale in (1, 2):
+            for kind in ('diffusion', 'ar'):
+                save_run(tmp_path / f'{kind}-s{seed}-x{scale}', kind, 10 * scale, tiny_corpus, seed=seed + scale)
+    args = ['--sections=curve', f'--curve_dir={tmp_path}', '--plot=True', *TINY_ARGS]
+    report = evaluate.main(args)['curve']
+    out = capsys.readouterr().out
+    assert 'compute curve' in out and 'points per doubling' in out and 'gap under 28%' in out
+    assert [(row['scale'], row['seeds'], row['tokens']) for row in report['rows']] == [(1, 2, 10 * 4 * 32), (2, 2, 20 * 4 * 32)]
+    point = report['points']['s1-x2']
+    assert point['val']['elbo']['windows'] == point['train']['elbo']['windows'] > 1  # as many training windows
+    assert point['val']['reference']['bits_per_char'] > 0 and point['samples']['num_samples'] == 2
+    assert point['samples']['forward_passes'] == 6 and point['samples']['sampler'] == 'confidence'
+    assert (tmp_path / 'compute_curve.png').read_bytes()[:4] == b'\x89PNG'
+    # a point is evaluated once: its cached report is read back (here, edited by hand)
+    cached = tmp_path / 'eval' / 'point-s1-x1.json'
+    edited = json.loads(cached.read_text())
+    edited['val']['elbo']['bits_per_char'] = 123.0
+    cached.write_text(json.dumps(edited))
+    again = evaluate.main(args)['curve']
+    assert again['points']['s1-x1']['val']['elbo']['bits_per_char'] == 123.0
+    assert again['points']['s2-x2'] == json.loads(json.dumps(report['points']['s2-x2']))
+
+
+def test_curve_section_runs_alone_on_a_folder(tmp_path, capsys):
+    from conftest import run_script
+    code, out = run_script(['evaluate.py', '--sections=curve,loss', f'--curve_dir={tmp_path}'], timeout=60)
+    assert code == 2 and 'sections=curve runs alone' in out
+    code, out = run_script(['evaluate.py', '--sections=curve', f'--curve_dir={tmp_path}'], timeout=60)
+    assert code == 2 and 'no finished pair of runs' in out, out
