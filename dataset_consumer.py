@@ -29,12 +29,14 @@ from dataclasses import dataclass
 import torch
 
 from common import UserError
-from queue_io import (CLAIMED_DIR, load_batch_file, meta_path, pid_alive, read_meta, ready_files,
-                      split_dir, val_file_name)
+from queue_io import (CLAIMED_DIR, load_batch_file, meta_path, pid_alive, producers_waiting_for, read_meta,
+                      ready_files, split_dir, val_file_name)
 
 QUARANTINE_DIR = '.quarantine'   # damaged files are moved here, next to the split they came from
 FIRST_WAIT_MESSAGE_AFTER = 2.0   # seconds: short waits between files stay silent
 WAIT_MESSAGE_EVERY = 10.0        # seconds between repeated "waiting for the producer" lines
+REASON_REPEAT_FIRST = 60.0       # a producer's reason for waiting comes again after a minute,
+REASON_REPEAT_MAX = 600.0        # then after twice as long each time, at most 10 minutes
 _CLAIMED_NAME = re.compile(r'^(?P<name>.+)\.r(?P<rank>\d+)\.p(?P<pid>\d+)$')
 
 # what to change when a queue's meta.pkl disagrees with the config ({queue} is the queue's value)
@@ -129,6 +131,48 @@ def quarantine(path, split_folder, name, error):
         return
     print(f"warning: queue file {name} is damaged ({type(error).__name__}: {error}); "
           f"moved to {target}", file=sys.stderr, flush=True)
+
+
+# -----------------------------------------------------------------------------
+# what a waiting consumer says
+
+
+class WaitLines:
+    """The lines a consumer prints while it waits for `path` in the queue at `data_dir`: nothing for
+    FIRST_WAIT_MESSAGE_AFTER seconds, then "waiting for the producer at <path> (N s so far)" every
+    WAIT_MESSAGE_EVERY seconds. When the producer's heartbeat says why it writes nothing (say, the
+    run whose checkpoints it needs has saved none yet), that reason goes into the line at once, and
+    the line comes back rarely (REASON_REPEAT_FIRST, doubling up to REASON_REPEAT_MAX): such a wait
+    lasts as long as another training run, and it is the trainer's console a user reads."""
+
+    def __init__(self, data_dir, path):
+        self.data_dir, self.path = data_dir, path
+        self.next_line_at = FIRST_WAIT_MESSAGE_AFTER  # in seconds waited
+        self.every = WAIT_MESSAGE_EVERY
+        self.reasons = []
+
+    def lines(self, waited):
+        """The lines to print `waited` seconds into the wait (most calls: none)."""
+        if waited < FIRST_WAIT_MESSAGE_AFTER:
+            return []  # short waits between files read no heartbeats either
+        reasons = producers_waiting_for(self.data_dir)
+        if reasons != self.reasons:  # said at once: a new reason, or none any more (the plain line is back)
+            self.reasons, self.every = reasons, REASON_REPEAT_FIRST if reasons else WAIT_MESSAGE_EVERY
+            self.next_line_at = waited
+        if waited < self.next_line_at:
+            return []
+        self.next_line_at = waited + self.every
+        line = f"waiting for the producer at {self.path} ({waited:.0f} s so far)"
+        if not reasons:
+            return [line]
+        self.every = min(2 * self.every, REASON_REPEAT_MAX)
+        return [f"{line}; the producer says: {reason}" for reason in reasons]
+
+    def what_to_do(self):
+        """The end of the timeout error: the producer's own reason when it gave one."""
+        if self.reasons:
+            return f"the producer says: {' | '.join(self.reasons)}"
+        return "start one with `python prepare.py <config>`"
 
 
 # -----------------------------------------------------------------------------
@@ -398,19 +442,17 @@ class DatasetConsumer:
 
     def _wait_for(self, poll, path):
         """Call `poll()` until it returns something; report the wait and honour wait_timeout."""
-        start = last_message = time.monotonic()
-        next_message_after = FIRST_WAIT_MESSAGE_AFTER
+        start = time.monotonic()
+        wait_lines = WaitLines(self.data_dir, path)
         while True:
             result = poll()
             if result is not None:
                 return result
             waited = time.monotonic() - start
             if self.wait_timeout is not None and waited >= self.wait_timeout:
-                raise UserError(f"no producer wrote {path} within {self.wait_timeout:g} s: "
-                                f"start one with `python prepare.py <config>`")
-            if time.monotonic() - last_message >= next_message_after:
-                self._say(f"waiting for the producer at {path} ({waited:.0f} s so far)")
-                last_message, next_message_after = time.monotonic(), WAIT_MESSAGE_EVERY
+                raise UserError(f"no producer wrote {path} within {self.wait_timeout:g} s: {wait_lines.what_to_do()}")
+            for line in wait_lines.lines(waited):
+                self._say(line)
             # the prefetch thread wakes us as soon as it has a file; otherwise this is a sleep
             if self._data_arrived.wait(self.poll_seconds):
                 self._data_arrived.clear()

@@ -356,6 +356,8 @@ def workers_dir(data_dir):
 
 
 def write_heartbeat(data_dir, worker_id, **extra):
+    """pid, worker_id and time, plus what the provider adds: 'status', and while there is one a
+    'warning' (train.py prints it once) or 'waiting_for' (why no file comes; see producers_waiting_for)."""
     path = os.path.join(workers_dir(data_dir), f'heartbeat_w{worker_id:03d}.json')
     atomic_json(dict(pid=os.getpid(), worker_id=worker_id, time=time.time(), **extra), path)
 
@@ -377,6 +379,12 @@ def live_producers(data_dir, max_age=HEARTBEAT_MAX_AGE):
         if pid_alive(beat['pid']) and time.time() - beat['time'] < max_age:
             live.append(beat)
     return live
+
+
+def producers_waiting_for(data_dir):
+    """What the live producers of a queue say they wait for (their heartbeats' 'waiting_for'), each
+    reason once, sorted: several workers waiting for the same checkpoint say it once."""
+    return sorted({beat['waiting_for'] for beat in live_producers(data_dir) if beat.get('waiting_for')})
 
 
 def claim_worker_id(data_dir):

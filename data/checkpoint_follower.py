@@ -9,8 +9,9 @@ states).
   so one model makes the whole file, and say which one (the file's `info['checkpoint']`);
 - `fill(...)`: the model's tokens at the asked-for positions, or before a checkpoint (with
   fallback_to_random=True) random characters drawn as the random branch draws them;
-- `wait_until_ready(provider)`: with fallback_to_random=False, wait for a first checkpoint, saying so
-  every 30 s while the heartbeat stays fresh;
+- `wait_until_ready(provider)`: with fallback_to_random=False, wait for a first checkpoint, saying why
+  (`waiting_reason()`) in the log every 30 s and in the heartbeat's 'waiting_for', which train.py prints
+  while it waits for data: the provider's log file is not where a user looks;
 - `describe(source)` / `warning()`: the end of the per-file log line, and the heartbeat's warning
   that train.py prints, both repeating why the newest checkpoint was refused while it is, so a run
   meant to learn from predictions cannot quietly learn from random characters.
@@ -69,6 +70,7 @@ class CheckpointFollower:
             batch_size=cfg['inference_batch_size'], log=log)
         self.log = log
         self.source = self.predictor.source()
+        self.waiting_for = None  # waiting_reason() while wait_until_ready waits, for the heartbeat
 
     # -------------------------------------------------------------------------
     # meta.pkl
@@ -119,9 +121,13 @@ class CheckpointFollower:
         return {'checkpoint': dict(self.source)}
 
     def heartbeat_extras(self):
-        """{'warning': ...} for the heartbeat while there is one, else {}."""
+        """{'warning': ...} while there is one (train.py prints it once), and {'waiting_for': ...} while
+        the provider waits for a checkpoint (train.py prints it while it waits for data)."""
         warning = self.warning()
-        return {'warning': warning} if warning else {}
+        extras = {'warning': warning} if warning else {}
+        if self.waiting_for:
+            extras['waiting_for'] = self.waiting_for
+        return extras
 
     def warning(self):
         """The heartbeat's warning while the newest checkpoint is refused (train.py prints it once), else None."""
@@ -145,21 +151,31 @@ class CheckpointFollower:
         if not needed or self.fallback_to_random or self.predictor.refresh():
             return True
         last_message = None
-        while not provider.should_stop():
-            if self.predictor.refresh():
-                return True
-            if last_message is None or time.monotonic() - last_message >= WAIT_MESSAGE_EVERY:
-                self.log(self.waiting_line())
-                last_message = time.monotonic()
-            self.source = self.predictor.source()
-            provider.beat('waiting for a checkpoint')
-            deadline = time.monotonic() + WAIT_POLL
-            while time.monotonic() < deadline and not provider.should_stop():
-                time.sleep(STOP_POLL)
-        return False
+        try:
+            while not provider.should_stop():
+                if self.predictor.refresh():
+                    return True
+                self.source, self.waiting_for = self.predictor.source(), self.waiting_reason()
+                if last_message is None or time.monotonic() - last_message >= WAIT_MESSAGE_EVERY:
+                    self.log(f"waiting: {self.waiting_for}")
+                    last_message = time.monotonic()
+                provider.beat('waiting for a checkpoint')
+                deadline = time.monotonic() + WAIT_POLL
+                while time.monotonic() < deadline and not provider.should_stop():
+                    time.sleep(STOP_POLL)
+            return False
+        finally:
+            self.waiting_for = None
 
-    def waiting_line(self):
+    def waiting_reason(self):
+        """Why no rows can be made yet, naming the watched folder and the two ways on (one line)."""
         predictor = self.predictor
-        refused = f"; refused {predictor.problem[0]}: {predictor.problem[1]}" if predictor.problem else ''
-        return (f"waiting for a checkpoint in {predictor.checkpoint_dir} (ckpt_{predictor.kind}_<iter>.pt or "
-                f"ckpt.pt){refused}; fallback_to_random=True would start with random characters")
+        wanted = f"ckpt_{predictor.kind}_<iter>.pt or ckpt.pt"
+        if predictor.problem:
+            path, reason = predictor.problem
+            found = f"the newest checkpoint in {predictor.checkpoint_dir} does not fit ({path}: {reason})"
+            train = "train one there that fits"
+        else:
+            found = f"no checkpoint in {predictor.checkpoint_dir} yet ({wanted})"
+            train = "train the run that saves there"
+        return f"{found}: {train}, or set fallback_to_random=True to start with random characters meanwhile"

@@ -14,7 +14,8 @@ from bench.consumer_overhead import (measure_overhead, synthetic_meta, write_fil
                                      write_synthetic_queue)
 from common import UserError
 from dataset_consumer import DatasetConsumer, claimed_dir, validate_meta
-from queue_io import ready_files, split_dir, train_file_name, val_file_name, write_meta
+from queue_io import (ready_files, split_dir, train_file_name, val_file_name, workers_dir, write_heartbeat,
+                      write_meta)
 from conftest import REPO_ROOT, stop_process_group
 
 B, T, PER_FILE = 4, 8, 2  # batch size, block size, batches per file
@@ -116,6 +117,50 @@ def test_meta_waits_for_the_producer_and_times_out(tmp_path, capsys, monkeypatch
     assert os.path.join(str(tmp_path), 'meta.pkl') in message and 'python prepare.py' in message
     assert '0.3 s' in message
     assert f"waiting for the producer at {os.path.join(str(tmp_path), 'meta.pkl')}" in capsys.readouterr().out
+
+
+def beat_waiting_for(data_dir, worker_id, reason=None):
+    """A heartbeat of this (live) process as worker `worker_id`, waiting for `reason` (None: not waiting)."""
+    os.makedirs(workers_dir(data_dir), exist_ok=True)
+    extras = {'waiting_for': reason} if reason else {}
+    write_heartbeat(data_dir, worker_id, status='waiting for a checkpoint' if reason else 'writing', **extras)
+
+
+def wait_lines_at(wait_lines, seconds):
+    """{second waited: lines} for every second in `seconds` at which WaitLines printed something."""
+    said = {second: wait_lines.lines(second) for second in seconds}
+    return {second: lines for second, lines in said.items() if lines}
+
+
+def test_wait_lines_say_the_producers_reason_at_once_and_then_rarely(tmp_path):
+    """Issue 19, item 2: a producer waiting for a checkpoint says why in its heartbeat; the trainer's
+    console gets it within seconds, in one line, and then at growing intervals, not every 10 s."""
+    data_dir, path = str(tmp_path), os.path.join(str(tmp_path), 'queue', 'val')
+    plain = dataset_consumer.WaitLines(data_dir, path)
+    assert list(wait_lines_at(plain, range(0, 31))) == [2, 12, 22]  # no reason given: every 10 s
+    reason = 'no checkpoint in out-x yet: train the run that saves there, or set fallback_to_random=True'
+    for worker_id in (0, 1):  # two workers saying the same
+        beat_waiting_for(data_dir, worker_id, reason)
+    explained = dataset_consumer.WaitLines(data_dir, path)
+    said = wait_lines_at(explained, range(0, 1000))
+    assert list(said) == [2, 62, 182, 422, 902]  # a minute, then twice as long each time
+    assert said[2] == [f"waiting for the producer at {path} (2 s so far); the producer says: {reason}"]
+    assert all(len(lines) == 1 for lines in said.values())
+    # the producer stops explaining (its checkpoint came, its first file is on the way): plain lines again
+    for worker_id in (0, 1):
+        beat_waiting_for(data_dir, worker_id)
+    assert wait_lines_at(explained, range(1000, 1025)) == {
+        second: [f"waiting for the producer at {path} ({second} s so far)"] for second in (1000, 1010, 1020)}
+
+
+def test_a_waiting_consumer_prints_the_producers_reason(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(dataset_consumer, 'FIRST_WAIT_MESSAGE_AFTER', 0.05)
+    beat_waiting_for(str(tmp_path), 0, 'no checkpoint in out-x yet')
+    with pytest.raises(UserError) as error:
+        consumer_for(tmp_path, wait_timeout=0.3, verbose=True).meta
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].endswith('s so far); the producer says: no checkpoint in out-x yet'), out
+    assert str(error.value).endswith('within 0.3 s: the producer says: no checkpoint in out-x yet')
 
 
 @pytest.mark.parametrize('prefetch', [True, False])

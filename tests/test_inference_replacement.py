@@ -275,8 +275,13 @@ def test_without_fallback_the_provider_waits_with_a_fresh_heartbeat(tmp_path, ti
         assert provider.produce() == 0
     finally:
         provider.close()
-    assert any(line.startswith(f"waiting for a checkpoint in {tmp_path / 'out'}") for line in provider.logged)
+    reason = (f"no checkpoint in {tmp_path / 'out'} yet (ckpt_unmasking_<iter>.pt or ckpt.pt): "
+              f"train the run that saves there, ")
+    assert any(line.startswith(f"waiting: {reason}") for line in provider.logged)
     assert beats and beats[0]['status'] == 'waiting for a checkpoint' and beats[0]['time'] > started + 1.0
+    # the same reason in the heartbeat, for train.py's console; gone once the waiting is over
+    assert beats[0]['waiting_for'].startswith(reason) and 'fallback_to_random=True' in beats[0]['waiting_for']
+    assert provider.heartbeat_extras() == {}
     assert written_files(provider, 'train') == [] and written_files(provider, 'val') == []
 
 

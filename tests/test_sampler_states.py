@@ -175,4 +175,18 @@ def test_waits_for_a_checkpoint_without_fallback(tmp_path, tiny_corpus):
     provider.should_stop = lambda: len(provider.logged) > 0  # stop after the first line
     provider.beat = lambda status, force=False: None  # not started: no worker id to beat for
     assert not provider.wait_until_ready()
-    assert provider.logged[0].startswith(f"waiting for a checkpoint in {tmp_path / 'out'} (ckpt_unmasking_<iter>.pt")
+    assert provider.logged[0].startswith(f"waiting: no checkpoint in {tmp_path / 'out'} yet (ckpt_unmasking_<iter>.pt")
+
+
+def test_waiting_for_a_fitting_checkpoint_says_which_one_is_refused_and_why(tmp_path, tiny_corpus):
+    bad = save_tiny(tmp_path / 'out', 'ckpt_unmasking_100.pt', 100, block_size=BLOCK_SIZE * 2)
+    provider = make_provider(tmp_path, tiny_corpus, fallback_to_random=False)
+    beats = []
+    provider.should_stop = lambda: len(beats) > 0  # stop after the first heartbeat
+    provider.beat = lambda status, force=False: beats.append(provider.heartbeat_extras())
+    assert not provider.wait_until_ready()
+    reason = beats[0]['waiting_for']
+    assert reason.startswith(f"the newest checkpoint in {tmp_path / 'out'} does not fit ({bad}: its block_size=")
+    assert reason.endswith("train one there that fits, or set fallback_to_random=True to start with random "
+                           "characters meanwhile")
+    assert f"waiting: {reason}" in provider.logged

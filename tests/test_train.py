@@ -3,10 +3,12 @@ refusals with one clear line, atomic saves, 2-process DDP on CPU, wandb offline.
 import glob
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -270,6 +272,42 @@ def test_merged_run_writes_merged_checkpoints_and_prints_a_refused_checkpoint_on
     assert len(warnings) == 1, out
     assert "block_size=64 differs from the dataset's block_size=32" in warnings[0]
     assert 'random characters' in warnings[0]
+
+
+def test_trainer_says_why_its_producer_waits_for_a_checkpoint(tiny_corpus, tmp_path):
+    """Issue 19, item 2: no checkpoint in checkpoint_dir and fallback_to_random=False, so the producer
+    writes nothing; the trainer's own console says why at the first line of its wait (after 2 s), not
+    only the producer's log. (That it is not repeated every 10 s: test_consumer.py, WaitLines.)"""
+    watched = tmp_path / 'watched'
+    watched.mkdir()
+    args = ['train.py', *[arg for arg in SAMPLER_STATES if not arg.startswith('--fallback_to_random')],
+            '--fallback_to_random=False', f'--input_file={tiny_corpus}', f'--data_dir={tmp_path / "queue"}',
+            *TINY_MODEL, f'--out_dir={tmp_path / "out"}', f'--checkpoint_dir={watched}', '--training_type=merged',
+            "--left_masked_ratio_range=(0.0, 1.0)", '--max_iters=4']
+    proc = subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while not seen or 'waiting for the producer' not in seen[-1]:
+            seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.1)))
+        producers = queue_io.live_producers(str(tmp_path / 'queue'))
+    finally:
+        stop_process_group(proc)  # train.py and the producer it started: one process group
+        reader.join(timeout=10)
+    first_wait = re.fullmatch(r"waiting for the producer at \S+ \((\d+) s so far\); the producer says: (.*)\n",
+                              seen[-1])
+    assert first_wait and int(first_wait[1]) <= 10, ''.join(seen)
+    assert first_wait[2] == (f"no checkpoint in {watched} yet (ckpt_unmasking_<iter>.pt or ckpt.pt): train the run "
+                             f"that saves there, or set fallback_to_random=True to start with random characters "
+                             f"meanwhile")
+    deadline = time.monotonic() + 10  # the producer may take a moment to be reaped
+    while any(queue_io.pid_alive(beat['pid']) for beat in producers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert producers and not any(queue_io.pid_alive(beat['pid']) for beat in producers)
 
 
 def test_merged_refuses_a_queue_without_mask(tiny_corpus, queued, tmp_path):
