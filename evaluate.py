@@ -44,7 +44,7 @@ import sampling_utils as su
 from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
-from data.corpus import build_vocab, encode, read_corpus, split_ids
+from data.corpus import load_model_splits
 from data.char_sampler_states.prepare_streaming import ratio_range, row_counts
 from data.corruption import random_tokens
 from dataset_consumer import batch_on_device
@@ -218,15 +218,10 @@ def load_models(cfg, device):
 
 def load_corpus(ckpt, device):
     """The checkpoint's corpus, split as the providers split it; refused when its vocabulary differs."""
-    input_file = (ckpt.get('config') or {}).get('input_file')
-    text = read_corpus(input_file)
-    if build_vocab(text)['stoi'] != ckpt['meta']['stoi']:
-        raise UserError(f"the corpus {input_file or 'Tiny Shakespeare'} does not have the checkpoint's vocabulary "
-                        f"(was the input_file changed or moved?)")
-    train_ids, val_ids = split_ids(encode(text, ckpt['meta']['stoi']))
-    n_train = len(train_ids)
-    return Corpus(text[:n_train], text[n_train:], torch.from_numpy(val_ids).to(device),
-                  set(em.words(text[:n_train])))
+    splits = load_model_splits(ckpt.get('config') or {}, ckpt['meta']['stoi'])
+    train_text = splits.text('train')
+    return Corpus(train_text, splits.text('val'), torch.from_numpy(splits.ids['val']).to(device, torch.long),
+                  set(em.words(train_text)))
 
 
 def val_windows(val_ids, length):

@@ -1,0 +1,162 @@
+"""text8: download, check and split against a local server with a small stand-in archive; the provider on it."""
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from common import UserError
+from configurator import load_config
+from data import corpus
+from prepare_streaming import load_provider_class, storage_ids
+
+ALPHABET = corpus.TEXT8.alphabet
+SIZES = (('train', 1800), ('val', 100), ('test', 100))
+
+
+def stand_in_text(n=sum(n for _, n in SIZES), seed=0):
+    """text8-like text: every one of the 27 symbols, then random ones."""
+    rng = np.random.default_rng(seed)
+    return ALPHABET + ''.join(rng.choice(list(ALPHABET), n - len(ALPHABET)))
+
+
+TEXT = stand_in_text()
+
+
+def write_archive(path, text=TEXT, member='text8'):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, text)
+
+
+@pytest.fixture
+def small_text8(tmp_path, monkeypatch, server):
+    """corpus='text8' made small: served by the local server as text8.zip, unpacked under tmp_path/data."""
+    spec = dataclasses.replace(corpus.TEXT8, url=f'{server}/text8.zip', path=str(tmp_path / 'data' / 'text8'),
+                               split_sizes=SIZES)
+    monkeypatch.setitem(corpus.BENCHMARKS, 'text8', spec)
+    return spec
+
+
+# -----------------------------------------------------------------------------
+# download, unpacking, checks, splits
+
+def test_missing_text8_is_downloaded_unpacked_checked_and_split(small_text8, tmp_path, capsys):
+    write_archive(tmp_path / 'www' / 'text8.zip')
+    splits = corpus.load_splits('text8')
+    assert 'downloading text8' in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / 'data')) == ['text8', 'text8.zip']  # no temporary file left
+    assert splits.vocab['chars'] == sorted(ALPHABET) and splits.vocab['vocab_size'] == 29
+    assert {split: len(ids) for split, ids in splits.ids.items()} == dict(SIZES)
+    assert splits.text('train') + splits.text('val') + splits.text('test') == TEXT  # in order, consecutive
+    assert all(ids.dtype == np.uint8 and np.shares_memory(ids, splits.ids['train'].base) for ids in splits.ids.values())
+    os.remove(tmp_path / 'data' / 'text8.zip')
+    assert corpus.load_splits('text8').text('test') == TEXT[-100:]  # present now: read, not downloaded
+
+
+def test_an_archive_put_there_by_hand_is_unpacked_without_a_download(small_text8, tmp_path):
+    write_archive(tmp_path / 'data' / 'text8.zip')  # nothing on the server
+    assert corpus.load_splits('text8').length == len(TEXT)
+
+
+def test_no_network_says_in_one_line_where_to_put_the_file(small_text8, tmp_path):
+    with pytest.raises(UserError) as excinfo:
+        corpus.load_splits('text8')
+    message = str(excinfo.value)
+    assert small_text8.url in message and f"save it as {small_text8.path}.zip" in message
+    assert f"unpacked text8 as {small_text8.path}" in message and '\n' not in message
+    assert os.listdir(tmp_path / 'data') == []
+
+
+def test_a_damaged_archive_is_refused(small_text8, tmp_path):
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'text8.zip').write_bytes(b'not a zip')
+    with pytest.raises(UserError, match='is not a zip archive holding .text8.*delete it'):
+        corpus.load_splits('text8')
+    write_archive(tmp_path / 'data' / 'text8.zip', member='other')
+    with pytest.raises(UserError, match='is not a zip archive holding'):
+        corpus.load_splits('text8')
+    assert sorted(os.listdir(tmp_path / 'data')) == ['text8.zip']
+
+
+def test_the_real_size_is_checked(tmp_path):
+    path = tmp_path / 'text8'
+    path.write_text(TEXT)
+    with pytest.raises(UserError, match=r"has 2,000 bytes, but text8 has 100,000,000 characters: a different or "
+                                        r"damaged file; set input_file to the unpacked text8 file, or to None"):
+        corpus.load_splits('text8', str(path))
+
+
+def test_a_damaged_download_says_to_delete_it(small_text8, tmp_path):
+    write_archive(tmp_path / 'www' / 'text8.zip', TEXT[:-1])
+    with pytest.raises(UserError, match=r"has 1,999 bytes, .*; delete it \(and .*text8.zip\) to download"):
+        corpus.load_splits('text8')
+
+
+@pytest.mark.parametrize('text, expected', [
+    (TEXT[:500] + 'A' + TEXT[501:], r"byte 500 is 0x41, and text8 holds only the 27 symbols"),
+    (TEXT.replace('q', 'z'), r"lacks the symbols 'q'"),
+], ids=['a symbol outside', 'a symbol missing'])
+def test_exactly_the_27_symbols(small_text8, tmp_path, text, expected):
+    path = tmp_path / 'mine'
+    path.write_text(text)
+    with pytest.raises(UserError, match=expected):
+        corpus.load_splits('text8', str(path))
+
+
+def test_unknown_corpus_and_missing_input_file_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match=r"corpus='enwik8' is unknown; use None .* 'text8'"):
+        corpus.load_splits('enwik8')
+    with pytest.raises(UserError, match='does not exist'):
+        corpus.load_splits('text8', str(tmp_path / 'nope'))
+
+
+def test_encoding_in_chunks_is_the_whole_encoding(monkeypatch):
+    text = "Zürich, 東京 and\nback " * 50
+    vocab = corpus.build_vocab(text)
+    whole = corpus.encode(text, vocab['stoi'])
+    monkeypatch.setattr(corpus, 'CHUNK', 7)
+    chunked = corpus.encode(text, vocab['stoi'], np.uint8)
+    assert chunked.dtype == np.uint8 and np.array_equal(chunked, whole)
+    assert corpus.decode_ids(chunked, vocab['chars']) == text
+    with pytest.raises(UserError, match="outside the vocabulary: 'Q'"):
+        corpus.encode(text + 'Q', vocab['stoi'])
+
+
+def test_uint8_ids_become_the_int8_of_batch_files_without_a_copy():
+    ids = np.arange(29, dtype=np.uint8)
+    as_int8 = storage_ids(ids, torch.int8)
+    assert as_int8.dtype == torch.int8 and np.shares_memory(as_int8.numpy(), ids) and as_int8.tolist() == list(range(29))
+    assert storage_ids(ids, torch.int16).dtype == torch.int16
+
+
+# -----------------------------------------------------------------------------
+# the provider on text8
+
+def provider_config(tmp_path, **values):
+    provider_cls = load_provider_class('char_diffusion')
+    argv = ['--corpus=text8', f'--data_dir={tmp_path / "q"}', '--batch_size=4', '--block_size=16',
+            '--batches_per_file=2', '--eval_iters=2', *(f'--{k}={v}' for k, v in values.items())]
+    return provider_cls, load_config(provider_cls.config_defaults(), argv, warn_unread=False)
+
+
+def test_the_provider_reads_text8_and_its_splits(small_text8, tmp_path):
+    write_archive(tmp_path / 'data' / 'text8.zip')
+    provider_cls, cfg = provider_config(tmp_path)
+    provider = provider_cls(cfg)
+    meta = provider.build_meta()
+    assert meta['vocab_size'] == 29 and meta['data_config']['corpus'] == 'text8'
+    assert meta['input_file'] == small_text8.path and meta['data_config']['corpus_chars'] == len(TEXT)
+    vocab = corpus.build_vocab(ALPHABET)
+    assert corpus.decode(provider.ids['val'].tolist(), vocab['itos']) == TEXT[1800:1900]  # the val split, not test
+    x = provider.make_file('train', 0, 0, 2)[0]['x']
+    assert x.dtype == torch.int8 and x.shape == (8, 16)
+
+
+def test_a_plain_corpus_keeps_the_fingerprint_it_had_before_the_corpus_key(tiny_corpus, tmp_path):
+    provider_cls = load_provider_class('char_diffusion')
+    cfg = load_config(provider_cls.config_defaults(), [f'--input_file={tiny_corpus}', f'--data_dir={tmp_path}'],
+                      warn_unread=False)
+    assert 'corpus' not in provider_cls(cfg).data_config()
