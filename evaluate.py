@@ -16,6 +16,9 @@ Evaluate trained checkpoints and print the numbers as tables (and, with output_f
              frontier of reference bits/char against character entropy at the entropy of real text,
              the best learned remasker against the best sampler without one, and a detector table on
              the sampler's own wrong characters (compare.py holds the computations)
+  test       bits per character on a benchmark's test split (text8) as the literature measures it: the
+             NELBO and the reference's log-likelihood of every character of windows of the training
+             length (eval_test_split.py)
   plot=True  a PNG of sample quality against diffusion iterations per mode (samples); PNGs of quality
              against forward passes and of the frontiers (compare)
 
@@ -39,6 +42,7 @@ from tqdm import tqdm
 
 import compare
 import eval_metrics as em
+import eval_test_split
 import generate
 import sampling_utils as su
 from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
@@ -66,6 +70,8 @@ sections = 'loss,remasking,samples'  # which parts to run, comma-separated
 elbo_estimator = 'count'         # 'count': k ~ U{1..T} masked, weight T/k | 'time': t ~ U(0,1), weight 1/t (same bound)
 elbo_draws = 2                   # masks per validation window (every window of the split is used)
 eval_batch_size = 32             # rows per forward pass
+# test: a benchmark's test split (the estimator, draws and batch size are the loss section's)
+test_windows = None              # None: every window of the test split; N: the first N (a quick look)
 # remasking: detection of wrong characters
 corruption_ratio = 0.2           # share of validation positions corrupted
 detection_rows = 256             # validation windows corrupted (each way)
@@ -108,7 +114,7 @@ dtype = 'auto'
 DEFAULTS = defaults_from(globals())
 
 SCORED_FROM = 1  # the first character of every validation window is given to both models, not scored
-SECTIONS = ('loss', 'remasking', 'samples', 'compare')
+SECTIONS = ('loss', 'remasking', 'samples', 'compare', 'test')
 MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
 
@@ -169,6 +175,8 @@ def check_settings(cfg):
         generate.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
     if 'compare' in wanted:
         check_compare_settings(cfg)
+    if 'test' in wanted:
+        eval_test_split.check_settings(cfg)
     if cfg.plot:
         import_pyplot()  # fail now, not after minutes of evaluation
     return wanted
@@ -886,8 +894,10 @@ def main(argv=None):
     torch.manual_seed(cfg.seed)
     models = load_models(cfg, device)
     compare_models = load_compare_models(cfg, models, device) if 'compare' in wanted else None
-    corpus = load_corpus(models.checkpoint, device)
-    windows = val_windows(corpus.val_ids, models.checkpoint['model_args']['block_size'])  # (N, T)
+    corpus = windows = None
+    if set(wanted) != {'test'}:  # the test section reads its own split
+        corpus = load_corpus(models.checkpoint, device)
+        windows = val_windows(corpus.val_ids, models.checkpoint['model_args']['block_size'])  # (N, T)
     print(f"evaluating {models.path}" + ''.join(f" | {kind} {p}" for kind, p in
                                                 (('remasking', models.remasking_path),
                                                  ('reference', models.reference_path)) if p))
@@ -914,6 +924,9 @@ def main(argv=None):
         if cfg.plot:
             report['compare']['plots'] = plot_compare(cfg, report['compare'])
             print(f"\nwrote the plots to {', '.join(report['compare']['plots'].values())}")
+    if 'test' in wanted:
+        report['test'] = eval_test_split.test_report(cfg, models, device)
+        eval_test_split.print_test(report['test'], models.path)
     if cfg.output_file:
         atomic_json(report, cfg.output_file)
         print(f"wrote the report to {cfg.output_file}")

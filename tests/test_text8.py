@@ -1,5 +1,7 @@
-"""text8: download, check and split against a local server with a small stand-in archive; the provider on it."""
+"""text8: download, check and split against a local server with a small stand-in archive; the provider on
+it; evaluate.py's test section (every character of windows of the training length)."""
 import dataclasses
+import math
 import os
 import zipfile
 
@@ -7,9 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+import eval_test_split
+import evaluate
+from checkpoints import save_checkpoint
 from common import UserError
-from configurator import load_config
+from configurator import Config, load_config
 from data import corpus
+from model import GPT, GPTConfig
 from prepare_streaming import load_provider_class, storage_ids
 
 ALPHABET = corpus.TEXT8.alphabet
@@ -160,3 +166,98 @@ def test_a_plain_corpus_keeps_the_fingerprint_it_had_before_the_corpus_key(tiny_
     cfg = load_config(provider_cls.config_defaults(), [f'--input_file={tiny_corpus}', f'--data_dir={tmp_path}'],
                       warn_unread=False)
     assert 'corpus' not in provider_cls(cfg).data_config()
+
+
+# -----------------------------------------------------------------------------
+# evaluate.py --sections=test
+
+class FixedCausal(torch.nn.Module):
+    """The same distribution q over the real characters at every position: its bits/char are known by hand."""
+
+    def __init__(self, n_real, vocab_size):
+        super().__init__()
+        self.log_q = torch.randn(n_real, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+        self.extra = vocab_size - n_real
+
+    def forward(self, idx):  # (B, T) -> (B, T, V), [MASK] / [WRONG] with huge logits an evaluation must ignore
+        B, T = idx.shape
+        return torch.cat([self.log_q.expand(B, T, -1), torch.full((B, T, self.extra), 50.0)], dim=-1)
+
+
+def test_windows_are_consecutive_and_the_tail_is_dropped():
+    ids = np.arange(50, dtype=np.uint8)
+    windows = eval_test_split.split_windows(ids, 16)
+    assert windows.tolist() == [list(range(0, 16)), list(range(16, 32)), list(range(32, 48))]
+    assert len(eval_test_split.split_windows(ids, 16, limit=2)) == 2
+    with pytest.raises(UserError, match='shorter than one window'):
+        eval_test_split.split_windows(ids, 64)
+
+
+def test_the_reference_scores_every_character_the_first_by_train_frequencies():
+    n_real, T = 27, 12
+    train = np.repeat(np.arange(n_real, dtype=np.uint8), np.arange(1, n_real + 1))  # character c occurs c + 1 times
+    first_bits = eval_test_split.first_character_bits(train, n_real)
+    counts = np.arange(1, n_real + 1) + 1.0  # add-one smoothed
+    assert torch.allclose(first_bits, torch.from_numpy(-np.log2(counts / counts.sum())))
+    model = FixedCausal(n_real, n_real + 2)
+    windows = torch.randint(0, n_real, (5, T), generator=torch.Generator().manual_seed(1))
+    bits = eval_test_split.reference_window_bits(model, windows, first_bits, n_real, batch_size=2)
+    by_hand = (first_bits[windows[:, 0]] - model.log_q.double()[windows[:, 1:]].sum(1) / math.log(2)) / T
+    assert torch.allclose(bits, by_hand)
+
+
+def save_model(path, cfg, meta, training_type, attention_type, block_size=16):
+    args = dict(block_size=block_size, vocab_size=meta['vocab_size'], n_layer=1, n_head=2, n_embd=16, dropout=0.0,
+                bias=False, attention_type=attention_type, pos_encoding='rotary')
+    torch.manual_seed(0)
+    save_checkpoint(dict(model=GPT(GPTConfig(**args)).state_dict(), model_args=args, iter_num=10, best_val_loss=1.0,
+                         config=dict(cfg, training_type=training_type), meta=meta, training_type=training_type,
+                         remasking_loss_type='all_positions', run_id='test'), str(path))
+
+
+@pytest.fixture
+def text8_runs(small_text8, tmp_path):
+    """A random-weight unmasking model and autoregressive reference trained (in name) on the small text8."""
+    write_archive(tmp_path / 'data' / 'text8.zip')
+    provider_cls, cfg = provider_config(tmp_path)
+    meta = provider_cls(cfg).build_meta()
+    for folder, kind, attention in (('unmask', 'unmasking', 'bidirectional'), ('ar', 'autoregressive', 'causal')):
+        (tmp_path / folder).mkdir()
+        save_model(tmp_path / folder / f'ckpt_{kind}_10.pt', cfg, meta, kind, attention)
+    return tmp_path
+
+
+ARGS = ['--sections=test', '--elbo_draws=1', '--eval_batch_size=8', '--device=cpu']
+
+
+def test_evaluate_reports_test_bits_per_char_over_every_window(text8_runs, capsys):
+    report = evaluate.main([f'--out_dir={text8_runs / "unmask"}', f'--reference_out_dir={text8_runs / "ar"}', *ARGS])
+    test = report['test']
+    assert 'loss' not in report  # the test section alone reads no validation split
+    assert (test['windows'], test['window_length'], test['dropped_characters'], test['complete']) == (6, 16, 4, True)
+    assert 4 < test['elbo']['bits_per_char'] < 9  # random weights: about log2(27) = 4.75 and above
+    assert test['gap']['bits_per_char'] == pytest.approx(test['elbo']['bits_per_char']
+                                                         - test['reference']['bits_per_char'])
+    out = capsys.readouterr().out
+    assert '6 windows of 16 characters (every window), every character scored' in out
+    assert 'masked-diffusion NELBO' in out and "first character of each window by the train split's" in out
+
+
+def test_a_slice_of_the_test_split_says_it_is_not_the_benchmark_number(text8_runs, capsys):
+    report = evaluate.main([f'--out_dir={text8_runs / "unmask"}', f'--reference_out_dir={text8_runs / "none"}',
+                            '--test_windows=2', *ARGS])
+    assert report['test']['windows'] == 2 and not report['test']['complete'] and report['test']['reference'] is None
+    assert 'the first 2 of 6 windows: a quick look, not the benchmark number' in capsys.readouterr().out
+
+
+def test_test_section_settings_and_corpora_without_a_test_split_are_refused(text8_runs, tiny_corpus, tmp_path):
+    with pytest.raises(UserError, match='test_windows=0 must be None'):
+        evaluate.main([f'--out_dir={text8_runs / "unmask"}', '--test_windows=0', *ARGS])
+    provider_cls = load_provider_class('char_diffusion')
+    cfg = load_config(provider_cls.config_defaults(), [f'--input_file={tiny_corpus}', f'--data_dir={tmp_path / "p"}',
+                                                       '--block_size=16', '--eval_iters=2'], warn_unread=False)
+    (tmp_path / 'plain').mkdir()
+    save_model(tmp_path / 'plain' / 'ckpt_unmasking_10.pt', cfg, provider_cls(Config(cfg)).build_meta(),
+               'unmasking', 'bidirectional')
+    with pytest.raises(UserError, match="has no test split: section 'test' measures a benchmark corpus"):
+        evaluate.main([f'--out_dir={tmp_path / "plain"}', f'--reference_out_dir={tmp_path / "none"}', *ARGS])
