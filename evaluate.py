@@ -16,6 +16,9 @@ Evaluate trained checkpoints and print the numbers as tables (and, with output_f
              frontier of reference bits/char against character entropy at the entropy of real text,
              the best learned remasker against the best sampler without one, and a detector table on
              the sampler's own wrong characters (compare.py holds the computations)
+  test       bits per character on a benchmark's test split (text8) as the literature measures it: the
+             NELBO and the reference's log-likelihood of every character of windows of the training
+             length (eval_test_split.py)
   plot=True  a PNG of sample quality against diffusion iterations per mode (samples); PNGs of quality
              against forward passes and of the frontiers (compare)
 
@@ -42,12 +45,13 @@ from tqdm import tqdm
 import compare
 import eval_curve as ec
 import eval_metrics as em
+import eval_test_split
 import generate
 import sampling_utils as su
 from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
-from data.corpus import build_vocab, encode, read_corpus, split_ids
+from data.corpus import load_model_splits
 from data.char_sampler_states.prepare_streaming import ratio_range, row_counts
 from data.corruption import random_tokens
 from dataset_consumer import batch_on_device
@@ -69,6 +73,8 @@ sections = 'loss,remasking,samples'  # which parts to run, comma-separated
 elbo_estimator = 'count'         # 'count': k ~ U{1..T} masked, weight T/k | 'time': t ~ U(0,1), weight 1/t (same bound)
 elbo_draws = 2                   # masks per validation window (every window of the split is used)
 eval_batch_size = 32             # rows per forward pass
+# test: a benchmark's test split (the estimator, draws and batch size are the loss section's)
+test_windows = None              # None: every window of the test split; N: the first N (a quick look)
 # remasking: detection of wrong characters
 corruption_ratio = 0.2           # share of validation positions corrupted
 detection_rows = 256             # validation windows corrupted (each way)
@@ -113,7 +119,7 @@ dtype = 'auto'
 DEFAULTS = defaults_from(globals())
 
 SCORED_FROM = 1  # the first character of every validation window is given to both models, not scored
-SECTIONS = ('loss', 'remasking', 'samples', 'compare', 'curve')
+SECTIONS = ('loss', 'remasking', 'samples', 'compare', 'test', 'curve')
 MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
 
@@ -136,6 +142,7 @@ class Corpus:
     val_text: str
     val_ids: torch.Tensor         # (N,) the validation split, encoded
     vocabulary: set               # lower-case words of the training text
+    train_ids: np.ndarray = None  # the training split, encoded (the corpus's own small integers, not copied)
     index: em.CorpusIndex = None  # built on first use (samples section)
 
     def corpus_index(self):
@@ -177,6 +184,8 @@ def check_settings(cfg):
     if 'curve' in wanted and (len(wanted) > 1 or not cfg.curve_dir or not os.path.isdir(cfg.curve_dir)):
         raise UserError(f"sections=curve runs alone, on curve_dir=<a folder of runs named <kind>-s<seed>-x<scale>> "
                         f"(experiments/compute_curve.sh makes one); got sections={cfg.sections!r}, curve_dir={cfg.curve_dir!r}")
+    if 'test' in wanted:
+        eval_test_split.check_settings(cfg)
     if cfg.plot:
         import_pyplot()  # fail now, not after minutes of evaluation
     return wanted
@@ -226,15 +235,10 @@ def load_models(cfg, device):
 
 def load_corpus(ckpt, device):
     """The checkpoint's corpus, split as the providers split it; refused when its vocabulary differs."""
-    input_file = (ckpt.get('config') or {}).get('input_file')
-    text = read_corpus(input_file)
-    if build_vocab(text)['stoi'] != ckpt['meta']['stoi']:
-        raise UserError(f"the corpus {input_file or 'Tiny Shakespeare'} does not have the checkpoint's vocabulary "
-                        f"(was the input_file changed or moved?)")
-    train_ids, val_ids = split_ids(encode(text, ckpt['meta']['stoi']))
-    n_train = len(train_ids)
-    return Corpus(text[:n_train], text[n_train:], torch.from_numpy(val_ids).to(device),
-                  set(em.words(text[:n_train])))
+    splits = load_model_splits(ckpt.get('config') or {}, ckpt['meta']['stoi'])
+    train_text = splits.text('train')
+    return Corpus(train_text, splits.text('val'), torch.from_numpy(splits.ids['val']).to(device, torch.long),
+                  set(em.words(train_text)), splits.ids['train'])
 
 
 def val_windows(val_ids, length):
@@ -930,12 +934,12 @@ def run_finished(run_dir):
     return checkpoint['iter_num'] >= checkpoint['config']['max_iters']
 
 
-def train_windows(corpus, stoi, length, n, device):
+def train_windows(corpus, length, n, device):
     """(n, length) windows of the training split at evenly spaced starts: the validation split's count,
     so the two splits are scored alike (a model that memorises the training text scores better there)."""
-    ids = torch.from_numpy(encode(corpus.train_text, stoi).astype(np.int64))
+    ids = torch.from_numpy(corpus.train_ids)
     starts = torch.from_numpy(np.linspace(0, len(ids) - length, n).astype(np.int64))
-    return ids.unfold(0, length, 1)[starts].to(device)  # (n, length)
+    return ids.unfold(0, length, 1)[starts].to(device, torch.long)  # (n, length)
 
 
 def evaluate_point(cfg, runs, device):
@@ -947,7 +951,7 @@ def evaluate_point(cfg, runs, device):
     corpus = load_corpus(models.checkpoint, device)
     length, saved = models.checkpoint['model_args']['block_size'], models.checkpoint['config']
     val = val_windows(corpus.val_ids, length)
-    train = train_windows(corpus, models.checkpoint['meta']['stoi'], length, len(val), device)
+    train = train_windows(corpus, length, len(val), device)
     texts, tokens, passes, _ = generate_in_mode(point_cfg, models, 'confidence', cfg.forward_budget, device)
     samples = dict(sampler='confidence', choice_temperature=cfg.choice_temperature, forward_passes=passes,
                    num_samples=cfg.num_samples, **text_metrics(texts, tokens, models, corpus, point_cfg, copies=False),
@@ -993,8 +997,10 @@ def main(argv=None):
         return curve_main(cfg, device)
     models = load_models(cfg, device)
     compare_models = load_compare_models(cfg, models, device) if 'compare' in wanted else None
-    corpus = load_corpus(models.checkpoint, device)
-    windows = val_windows(corpus.val_ids, models.checkpoint['model_args']['block_size'])  # (N, T)
+    corpus = windows = None
+    if set(wanted) != {'test'}:  # the test section reads its own split
+        corpus = load_corpus(models.checkpoint, device)
+        windows = val_windows(corpus.val_ids, models.checkpoint['model_args']['block_size'])  # (N, T)
     print(f"evaluating {models.path}" + ''.join(f" | {kind} {p}" for kind, p in
                                                 (('remasking', models.remasking_path),
                                                  ('reference', models.reference_path)) if p))
@@ -1021,6 +1027,9 @@ def main(argv=None):
         if cfg.plot:
             report['compare']['plots'] = plot_compare(cfg, report['compare'])
             print(f"\nwrote the plots to {', '.join(report['compare']['plots'].values())}")
+    if 'test' in wanted:
+        report['test'] = eval_test_split.test_report(cfg, models, device)
+        eval_test_split.print_test(report['test'], models.path)
     if cfg.output_file:
         atomic_json(report, cfg.output_file)
         print(f"wrote the report to {cfg.output_file}")

@@ -34,7 +34,7 @@ import torch
 import queue_io
 from common import REPO_ROOT, UserError
 from configurator import config_fingerprint
-from data.corpus import DEFAULT_CORPUS, build_vocab, encode, read_corpus, split_ids
+from data.corpus import load_splits
 
 SPLIT_CODES = {'train': 0, 'val': 1}  # part of every file's seed: train and val streams never overlap
 HEARTBEAT_EVERY = 2.0  # seconds; well under queue_io.HEARTBEAT_MAX_AGE
@@ -86,7 +86,8 @@ def provider_keys_if_known(values):
 BASE_DEFAULTS = dict(
     dataset='char_diffusion',
     data_dir=None,           # None: data/<dataset>/
-    input_file=None,         # None: Tiny Shakespeare, downloaded when missing
+    corpus=None,             # None: input_file is any UTF-8 text, split 90/10; 'text8': the benchmark (data/corpus.py)
+    input_file=None,         # None: Tiny Shakespeare, or data/text8/text8 with corpus='text8'; downloaded when missing
     batch_size=64,
     block_size=256,
     batches_per_file=100,
@@ -129,12 +130,11 @@ class DataProviderBase:
         self.old_num_threads = None     # torch's thread count before start(), restored by close()
         self.old_handlers = {}          # signal handlers replaced by start(), restored by close()
         self.check_base_config()
-        self.text = read_corpus(cfg['input_file'])
-        self.vocab = build_vocab(self.text)
+        splits = load_splits(cfg['corpus'], cfg['input_file'])
+        self.corpus_path, self.corpus_chars, self.vocab = splits.path, splits.length, splits.vocab
         self.dtype = queue_io.storage_dtype(self.vocab['vocab_size'])
         # token ids kept in the storage dtype: windows come out ready to save, no conversions
-        train, val = split_ids(encode(self.text, self.vocab['stoi']))
-        self.ids = {'train': torch.from_numpy(train).to(self.dtype), 'val': torch.from_numpy(val).to(self.dtype)}
+        self.ids = {split: storage_ids(splits.ids[split], self.dtype) for split in ('train', 'val')}
         for split, ids in self.ids.items():
             if len(ids) <= cfg['block_size']:
                 raise UserError(f"block_size={cfg['block_size']} is longer than the {split} split "
@@ -205,9 +205,11 @@ class DataProviderBase:
         values = {k: self.cfg[k] for k in SHAPING_KEYS}
         excluded = self.fingerprint_exclude()
         values.update({k: self.cfg[k] for k in self.DEFAULTS if k not in excluded})
-        values['input_file'] = os.path.abspath(self.cfg['input_file'] or DEFAULT_CORPUS)
+        values['input_file'] = self.corpus_path
+        if self.cfg['corpus'] is not None:  # only when set: queues made before the key existed keep their fingerprint
+            values['corpus'] = self.cfg['corpus']
         values['vocab'] = ''.join(self.vocab['chars'])
-        values['corpus_chars'] = len(self.text)
+        values['corpus_chars'] = self.corpus_chars
         values['dataset'] = self.dataset
         return values
 
@@ -490,6 +492,15 @@ def stop_signals_held():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def storage_ids(ids, dtype):
+    """A split's numpy token ids as a tensor of the batch files' dtype. uint8 ids read as int8 are the
+    same numbers below 128 (every id of an int8 vocabulary): a view, so the corpus is not copied."""
+    tensor = torch.from_numpy(ids)
+    if tensor.dtype == torch.uint8 and dtype == torch.int8:
+        return tensor.view(torch.int8)
+    return tensor.to(dtype)
 
 
 def stage_info(tensors):

@@ -1,9 +1,11 @@
 """Shared fixtures: a tiny corpus, tiny checkpoints, and a guard that no test leaves a child process behind."""
 import dataclasses
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -64,6 +66,31 @@ def stop_process_group(proc, timeout=10):
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+# -----------------------------------------------------------------------------
+# a web server on 127.0.0.1 for the corpus downloads: no test touches the internet
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving the files a test puts in tmp_path/www; yields its base URL."""
+    www = tmp_path / 'www'
+    www.mkdir()
+    handler = lambda *a, **kw: QuietHandler(*a, directory=str(www), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{httpd.server_address[1]}'
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 # -----------------------------------------------------------------------------

@@ -19,9 +19,12 @@ QUICK = ['train_shakespeare_char_quick', 'train_remasking_all_positions', 'train
          'train_remasking_from_predictions', 'train_autoregressive', 'train_remasking_sampler_states', 'train_merged']
 BABY = ['train_char_diffusion', 'train_char_random_replacement_targets_full',
         'train_char_inference_replacement_targets_full_agressive']
-# what must agree between configs whose models are used together: the architecture and the optimiser
+TEXT8_QUICK = ['train_text8_quick', 'train_text8_quick_autoregressive']
+TEXT8 = ['train_text8', 'train_text8_autoregressive']
+# what must agree between configs whose models are used together: the corpus, the architecture and the optimiser
 SHARED = [k for k in ARCH_KEYS if k not in ('vocab_size', 'attention_type')] + [
-    'batch_size', 'dropout', 'learning_rate', 'max_iters', 'lr_decay_iters', 'min_lr', 'warmup_iters', 'beta2']
+    'corpus', 'batch_size', 'gradient_accumulation_steps', 'dropout', 'learning_rate', 'max_iters', 'lr_decay_iters',
+    'min_lr', 'warmup_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip']
 
 
 def config_path(name):
@@ -63,7 +66,16 @@ def test_the_words_recipe_is_the_quick_model_and_data_trained_longer():
     assert words.lr_schedule == 'wsd' and words.max_iters == 4 * quick.max_iters and words.data_dir != quick.data_dir
 
 
-@pytest.mark.parametrize('group', [QUICK, BABY], ids=['quick', 'nanoGPT-scale'])
+@pytest.mark.parametrize('group', [QUICK, BABY, TEXT8_QUICK, TEXT8],
+                         ids=['quick', 'nanoGPT-scale', 'text8 quick', 'text8 literature-scale'])
 def test_configs_used_together_share_architecture_and_optimiser(group):
     settings = {name: tuple(train.resolve_config([config_path(name)])[0][k] for k in SHARED) for name in group}
     assert len(set(settings.values())) == 1, settings
+
+
+@pytest.mark.parametrize('group', [TEXT8_QUICK, TEXT8], ids=['quick', 'literature-scale'])
+def test_text8_twins_are_a_diffusion_model_and_an_autoregressive_one_on_text8(group):
+    configs = [train.resolve_config([config_path(name)])[0] for name in group]
+    assert [c.training_type for c in configs] == ['unmasking', 'autoregressive']
+    assert [c.attention_type for c in configs] == ['bidirectional', 'causal']
+    assert all(c.corpus == 'text8' for c in configs) and len({c.data_dir for c in configs}) == 2  # own queues

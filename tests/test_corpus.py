@@ -1,7 +1,5 @@
 """The corpus download path, against a local HTTP server (no network needed)."""
-import http.server
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -13,27 +11,11 @@ from data import corpus
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/www; yields its base URL."""
-    www = tmp_path / 'www'
-    www.mkdir()
-    (www / 'input.txt').write_text(TEXT, encoding='utf-8')
-    handler = lambda *a, **kw: QuietHandler(*a, directory=str(www), **kw)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+def server(server, tmp_path):
+    """conftest's local server, serving Tiny Shakespeare's stand-in as input.txt."""
+    (tmp_path / 'www' / 'input.txt').write_text(TEXT, encoding='utf-8')
+    return server
 
 
 def test_download_renames_into_place(server, tmp_path):
