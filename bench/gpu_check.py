@@ -25,8 +25,9 @@ then says that CUDA was not checked. The test suite runs this dry run (tests/tes
 The checks run the scripts by their command lines, as a user does, in a temporary folder of their own
 (out_dirs, queues, samples, one log per command; removed at the end unless --keep). One data producer
 per queue (`python prepare.py <config>`) is started on first use and shared by the trainings on that
-queue, which find it live and use it. Training runs alone, so that its timings are its own; the
-sampling checks run --jobs at a time. Every process started here is stopped at the end, Ctrl-C included.
+queue, which find it live and use it. On a GPU the training checks run one at a time, so that their
+timings are their own; the other checks (and, in the dry run, all of them) run --jobs at a time. Every
+process started here is stopped at the end, Ctrl-C included.
 
 $ python bench/gpu_check.py                 # on CUDA when there is one, else the CPU dry run
 $ python bench/gpu_check.py --device=cpu    # the CPU dry run, on any machine
