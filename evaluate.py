@@ -40,6 +40,7 @@ from tqdm import tqdm
 import compare
 import eval_metrics as em
 import generate
+import generate_setup
 import sampling_utils as su
 from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
@@ -161,12 +162,12 @@ def check_settings(cfg):
         raise UserError(f"plot_iterations={cfg.plot_iterations!r} must be positive integers, e.g. (5, 10, 20, 40)")
     if cfg.prediction_sampling and not cfg.prediction_temperature > 0:
         raise UserError(f"prediction_temperature={cfg.prediction_temperature!r} must be > 0")
-    generate.check_common_settings(cfg)
+    generate_setup.check_common_settings(cfg)
     for mode in generate.REMASKING_MODES:
-        generate.check_diffusion_settings(mode_config(cfg, mode, 1))
-        generate.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
+        generate_setup.check_diffusion_settings(mode_config(cfg, mode, 1))
+        generate_setup.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
     for sampler in generate.FIELD_SAMPLERS:  # remdm_score='wrong' is checked once the model is known
-        generate.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
+        generate_setup.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
     if 'compare' in wanted:
         check_compare_settings(cfg)
     if cfg.plot:
@@ -186,7 +187,8 @@ def load_reference_checkpoint(cfg):
                   f"left out (train one with config/train_autoregressive.py)")
             return None, None
     else:
-        path = generate.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive', cfg.trust_checkpoint_pickle)
+        path = generate_setup.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive',
+                                              cfg.trust_checkpoint_pickle)
     ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     if ckpt.get('training_type') != 'autoregressive':
         raise UserError(f"reference_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, not an "
@@ -195,13 +197,13 @@ def load_reference_checkpoint(cfg):
 
 
 def load_models(cfg, device):
-    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    path, ckpt = generate_setup.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
-    generate.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
-    rpath, rckpt = generate.load_remasking_checkpoint(cfg, path, ckpt)
+    generate_setup.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
+    rpath, rckpt = generate_setup.load_remasking_checkpoint(cfg, path, ckpt)
     apath, ackpt = load_reference_checkpoint(cfg)
-    generate.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
-    generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    generate_setup.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
+    generate_setup.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
     window_length = ckpt['model_args']['block_size']  # the validation windows the reference scores
     problem = ackpt and fit_problem(ackpt, stoi=ckpt['meta']['stoi'],
                                     min_block_size=max(window_length, cfg.sequence_length))
@@ -209,7 +211,7 @@ def load_models(cfg, device):
         raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
                         f"with the unmasking model's block_size")
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, remasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
+    unmasker, remasker, reference = (generate_setup.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
     if merged:
         rpath, remasker = path, unmasker  # its own remasker, from the same forward pass
     return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference,
@@ -353,7 +355,8 @@ def remasking_report(cfg, models, windows, device):
 
 def mode_config(cfg, mode, iterations):
     """The sample.py settings that run `mode` (a remasking mode or a field sampler) for `iterations` iterations."""
-    flags = generate.mode_settings(mode, cfg.remasking_confidence_threshold) if mode in generate.REMASKING_MODES else {}
+    threshold = cfg.remasking_confidence_threshold
+    flags = generate_setup.mode_settings(mode, threshold) if mode in generate.REMASKING_MODES else {}
     return Config(dict(cfg, **flags, diffusion_iterations=iterations))
 
 
@@ -373,7 +376,7 @@ def run_sampler(cfg, sampler, unmasker, remasker, vocab, device):
             forward.rows = 0
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     prompt = generate.encode_prompt('', vocab.stoi, device)  # unprompted
-    mode = generate.remasking_mode(cfg) if sampler == 'diffusion' else None
+    mode = generate_setup.remasking_mode(cfg) if sampler == 'diffusion' else None
     tokens, stats = generate.run_loop(sampler, mode, unmasker, remasker, prompt, cfg, vocab, generator)
     passes = generate.forward_passes_per_sample((unmasker, remasker), cfg.num_samples)
     return vocab.decode(tokens), tokens, passes, stats
@@ -532,7 +535,7 @@ def compare_checkpoint(key, where, kind, cfg):
     file, or a run folder (its newest; a folder of the other kind is found too, to say where it belongs)."""
     if os.path.isdir(where):
         kinds = sorted(COMPARE_KEYS, key=lambda k: k != kind)  # `kind` first
-        where = generate.find_checkpoint(where, None, kinds, cfg.trust_checkpoint_pickle)
+        where = generate_setup.find_checkpoint(where, None, kinds, cfg.trust_checkpoint_pickle)
     ckpt = load_checkpoint(where, trust_pickle=cfg.trust_checkpoint_pickle)
     found = ckpt.get('training_type')
     if found != kind:
@@ -544,8 +547,8 @@ def compare_checkpoint(key, where, kind, cfg):
 def load_compare_forward(cfg, models, key, where, kind, device):
     """(path, Forward) of a remasking or merged model for the compare section, checked to fit the unmasking one."""
     path, ckpt = compare_checkpoint(key, where, kind, cfg)
-    generate.check_pair(models.path, models.checkpoint, path, ckpt, cfg.sequence_length)
-    return path, generate.load_forward(ckpt, device, models.unmasker.ctx)
+    generate_setup.check_pair(models.path, models.checkpoint, path, ckpt, cfg.sequence_length)
+    return path, generate_setup.load_forward(ckpt, device, models.unmasker.ctx)
 
 
 def load_compare_models(cfg, models, device):

@@ -16,8 +16,9 @@ Generate text from trained checkpoints, with one of these samplers:
   edit       for models trained with full targets on random-replacement corruption: start from random
              characters and edit: substitute, delete, insert and re-noise, for max_iterations rounds.
 
-The loops live in generate.py; this script reads the settings, loads the models and prints the text
-(on a terminal it draws the text materialising in place; docs/sampling.md has every setting).
+The loops live in generate.py and the settings checks and checkpoint loading in generate_setup.py; this
+script reads the settings, loads the models and prints the text (on a terminal it draws the text
+materialising in place; docs/sampling.md has every setting).
 
 $ python sample.py                                   # newest unmasking checkpoint in out_dir
 $ python sample.py --use_intelligent_remasking=True --remasking_checkpoint_name=ckpt_remasking_all_positions_5000.pt
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 import generate
+import generate_setup
 import sampling_log
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import defaults_from, load_config
@@ -114,7 +116,7 @@ class Run:
 
 def warn_ignored(cfg, sampler, mode):
     """One line naming the changed settings this sampler / mode does not read, and who reads them."""
-    ignored = generate.ignored_settings(cfg, DEFAULTS, sampler, mode)
+    ignored = generate_setup.ignored_settings(cfg, DEFAULTS, sampler, mode)
     if ignored:
         used = f"sampler={sampler!r}" + (f" in {mode} mode" if mode else "")
         print(f"warning: {used} does not read " + '; '.join(f"{key}={cfg[key]!r} (read by {reader})"
@@ -126,22 +128,22 @@ def warn_ignored(cfg, sampler, mode):
 def load_run(cfg, argv=None):
     """Check the settings, load the checkpoint(s) and build the models (cfg.sequence_length is settled).
     `argv`: the command-line arguments, for errors that name the command that works."""
-    generate.check_common_settings(cfg)
-    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    generate_setup.check_common_settings(cfg)
+    path, ckpt = generate_setup.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
-    sampler, mode = generate.sampler_and_mode(cfg, ckpt, path, argv)
-    generate.refuse_second_remasker(cfg, path, ckpt)
+    sampler, mode = generate_setup.sampler_and_mode(cfg, ckpt, path, argv)
+    generate_setup.refuse_second_remasker(cfg, path, ckpt)
     warn_ignored(cfg, sampler, mode)
-    wants_remasker = generate.reads_remasker(sampler, mode)  # else a remasking model is never loaded, nor run
-    rpath, rckpt = generate.load_remasking_checkpoint(cfg, path, ckpt) if wants_remasker else (None, None)
-    generate.resolve_sequence_length(cfg, ckpt, rckpt)
-    generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    wants_remasker = generate_setup.reads_remasker(sampler, mode)  # else a remasking model is never loaded, nor run
+    rpath, rckpt = generate_setup.load_remasking_checkpoint(cfg, path, ckpt) if wants_remasker else (None, None)
+    generate_setup.resolve_sequence_length(cfg, ckpt, rckpt)
+    generate_setup.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
     vocab = generate.Vocab.from_meta(ckpt['meta'])
     device = resolve_device(cfg.device)
     prompt = generate.encode_prompt(cfg.start, vocab.stoi, device)
     generate.check_prompt_fits(prompt, cfg.sequence_length)
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, remasker = (generate.load_forward(c, device, ctx, cfg.compile) for c in (ckpt, rckpt))
+    unmasker, remasker = (generate_setup.load_forward(c, device, ctx, cfg.compile) for c in (ckpt, rckpt))
     if merged and sampler == 'diffusion':
         remasker = unmasker  # one model, one forward pass: fills and [WRONG] scores together
     return Run(sampler, mode, path, rpath, merged, device, vocab, prompt, unmasker, remasker,

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generate  # noqa: E402
+import generate_setup  # noqa: E402
 from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from common import autocast_context, resolve_dtype  # noqa: E402
 from configurator import Config  # noqa: E402
@@ -93,7 +94,7 @@ def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
     sync()
     t0 = time.perf_counter()
     if kind == 'diffusion':
-        tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate.remasking_mode(cfg),
+        tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate_setup.remasking_mode(cfg),
                                                 ids, generator)  # log=None: no verbose statistics
     elif kind in generate.FIELD_SAMPLERS:
         tokens, _ = generate.field_generate(unmasker, prompt, cfg, kind, ids, generator)

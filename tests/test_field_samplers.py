@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 import generate
+import generate_setup
 import sample
 import sampling_utils as su
 from common import UserError
@@ -232,7 +233,7 @@ def test_field_sampler_same_seed_same_text(sampler):
 def test_field_settings_are_checked(overrides, message):
     cfg = cfg_with(**overrides)
     with pytest.raises(UserError, match=message):
-        generate.check_field_settings(cfg, cfg.sampler, merged=False)
+        generate_setup.check_field_settings(cfg, cfg.sampler, merged=False)
 
 
 # -----------------------------------------------------------------------------
