@@ -41,16 +41,14 @@ import compare
 import eval_metrics as em
 import generate
 import generate_setup
-import sampling_utils as su
 from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
 from configurator import Config, defaults_from, load_config
-from data.corpus import build_vocab, encode, read_corpus, split_ids
 from data.char_sampler_states.prepare_streaming import ratio_range, row_counts
-from data.corruption import random_tokens
-from dataset_consumer import batch_on_device
-from objectives import validation_loss
-from prepare_streaming import describe_changes, load_provider_class, provider_keys_if_known
+from eval_common import fmt, import_pyplot, load_corpus, pm, print_table, val_windows
+from eval_loss import loss_report, print_loss
+from eval_remasking import print_remasking, remasking_report, wrong_scores
+from prepare_streaming import provider_keys_if_known
 from queue_io import atomic_json
 
 # -----------------------------------------------------------------------------
@@ -108,7 +106,6 @@ dtype = 'auto'
 # -----------------------------------------------------------------------------
 DEFAULTS = defaults_from(globals())
 
-SCORED_FROM = 1  # the first character of every validation window is given to both models, not scored
 SECTIONS = ('loss', 'remasking', 'samples', 'compare')
 MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
@@ -124,20 +121,6 @@ class Models:
     reference_path: str = None
     reference: generate.Forward = None
     merged: bool = False          # one merged checkpoint is both the unmasking and the remasking model
-
-
-@dataclass
-class Corpus:
-    train_text: str
-    val_text: str
-    val_ids: torch.Tensor         # (N,) the validation split, encoded
-    vocabulary: set               # lower-case words of the training text
-    index: em.CorpusIndex = None  # built on first use (samples section)
-
-    def corpus_index(self):
-        if self.index is None:
-            self.index = em.CorpusIndex(self.train_text)
-        return self.index
 
 
 # -----------------------------------------------------------------------------
@@ -218,138 +201,6 @@ def load_models(cfg, device):
                   merged=merged)
 
 
-def load_corpus(ckpt, device):
-    """The checkpoint's corpus, split as the providers split it; refused when its vocabulary differs."""
-    input_file = (ckpt.get('config') or {}).get('input_file')
-    text = read_corpus(input_file)
-    if build_vocab(text)['stoi'] != ckpt['meta']['stoi']:
-        raise UserError(f"the corpus {input_file or 'Tiny Shakespeare'} does not have the checkpoint's vocabulary "
-                        f"(was the input_file changed or moved?)")
-    train_ids, val_ids = split_ids(encode(text, ckpt['meta']['stoi']))
-    n_train = len(train_ids)
-    return Corpus(text[:n_train], text[n_train:], torch.from_numpy(val_ids).to(device),
-                  set(em.words(text[:n_train])))
-
-
-def val_windows(val_ids, length):
-    """(N, length) consecutive, non-overlapping windows covering the validation split."""
-    n = len(val_ids) // length
-    if n == 0:
-        raise UserError(f"the validation split ({len(val_ids)} characters) is shorter than one block of {length}")
-    return val_ids[:n * length].view(n, length)
-
-
-# -----------------------------------------------------------------------------
-# loss: validation stages, negative ELBO, reference
-
-def validation_batches(ckpt, device):
-    """The validation batches train.py reads (at most eval_iters of them), made in-process from the
-    checkpoint's saved config: its provider rebuilds exactly the validation files its producer wrote."""
-    saved = ckpt['config']
-    provider_cls = load_provider_class(saved['dataset'])
-    values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
-    provider = provider_cls(Config(values))
-    rebuilt = provider.build_meta()
-    if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
-        print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
-              f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
-    batch_size, device = values['batch_size'], torch.device(device)
-    batches = (batch_on_device(tensors, index, batch_size, device)
-               for tensors in provider.validation_files()
-               for index in range(len(tensors['x']) // batch_size))
-    return itertools.islice(batches, values['eval_iters'])
-
-
-def stage_losses(models, device):
-    """train.py's validation loss (nats per labelled position), overall and per validation stage."""
-    saved = models.checkpoint.get('config') or {}
-    if 'dataset' not in saved:
-        print(f"note: {models.path} saved no dataset config: the per-stage validation loss is left out")
-        return None
-    losses = validation_loss(models.unmasker.model, validation_batches(models.checkpoint, device),
-                             models.checkpoint['meta'], models.checkpoint['training_type'],
-                             autocast=models.unmasker.ctx)
-    return {key.removeprefix('val/'): value for key, value in losses.items()}
-
-
-def loss_report(cfg, models, windows, device):
-    """Validation loss per stage, and the masked-diffusion NELBO against the autoregressive reference
-    on the same characters: every window of the validation split, its first character given to both
-    (SCORED_FROM), standard errors across windows, the gap from window-by-window pairs."""
-    out = dict(stage_losses=stage_losses(models, device))
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    bar = tqdm(total=len(windows) * cfg.elbo_draws, desc='NELBO rows', leave=False)
-    nelbo = em.window_elbo_bits(models.unmasker, windows, models.vocab.n_real, models.vocab.mask_token_id, generator,
-                                cfg.elbo_estimator, cfg.elbo_draws, SCORED_FROM, cfg.eval_batch_size,
-                                lambda done, total: bar.update(done - bar.n))
-    bar.close()
-    mean, se = em.mean_and_se(nelbo.numpy())
-    out['elbo'] = dict(bits_per_char=mean, se=se, windows=len(windows), draws=cfg.elbo_draws,
-                       window_length=windows.shape[1], scored_from=SCORED_FROM, estimator=cfg.elbo_estimator)
-    out['reference'] = out['gap'] = out['reference_bits_per_char'] = out['gap_bits_per_char'] = None
-    if models.reference is not None:
-        reference = em.window_bits_per_char(models.reference, windows, models.vocab.n_real, cfg.eval_batch_size)
-        mean, se = em.mean_and_se(reference.numpy())
-        out['reference'] = dict(bits_per_char=mean, se=se)
-        out['gap'] = em.paired_gap(nelbo, reference)
-        out['reference_bits_per_char'], out['gap_bits_per_char'] = mean, out['gap']['bits_per_char']
-    return out
-
-
-# -----------------------------------------------------------------------------
-# remasking: finding wrong characters
-
-def corrupt_random(clean, ratio, n_real, cpu_generator):
-    """(x, wrong): each position, with probability `ratio`, becomes a different random character.
-
-    The providers' own random branch draws the characters (multiplier 0: never the original one);
-    it draws on the CPU, so every draw here does, and the result moves to clean's device."""
-    picked = torch.rand(clean.shape, generator=cpu_generator) < ratio  # (B, T)
-    drawn = random_tokens(clean.cpu(), range(n_real), 0.0, cpu_generator)  # (B, T)
-    x = torch.where(picked, drawn, clean.cpu()).to(clean.device)
-    return x, x != clean
-
-
-def corrupt_with_predictions(clean, ratio, unmasker, vocab, temperature, generator):
-    """(x, wrong): positions picked with probability `ratio` are masked and filled by the unmasking model
-    (argmax at temperature 0, else a sample); wrong where its fill differs from the original."""
-    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
-    logits = unmasker(clean.masked_fill(picked, vocab.mask_token_id))[picked]  # (n, V)
-    x = clean.clone()
-    x[picked] = su.sample_tokens(logits, temperature, None, vocab.n_real, generator)[0]
-    return x, x != clean
-
-
-def wrong_scores(x, remasker, vocab, batch_size):
-    """(N, T) p([WRONG]) from the remasking model, batch_size rows per forward pass."""
-    return torch.cat([generate.wrong_probability(rows, remasker, None, vocab.wrong_token_id)
-                      for rows in x.split(batch_size)])
-
-
-def detection_metrics(score, wrong, threshold):
-    return dict(auroc=em.auroc(score, wrong), **em.precision_recall_f1(score, wrong, threshold),
-                positions=wrong.numel(), wrong_share=float(wrong.float().mean()))
-
-
-def remasking_report(cfg, models, windows, device):
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    cpu_generator = torch.Generator().manual_seed(cfg.seed)  # the random branch draws on the CPU
-    temperature = cfg.prediction_temperature if cfg.prediction_sampling else 0
-    corruptions = {
-        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, cpu_generator),
-        'predictions': lambda c: corrupt_with_predictions(c, cfg.corruption_ratio, models.unmasker, models.vocab,
-                                                          temperature, generator),
-    }
-    out = dict(checkpoint=models.remasking_path, threshold=cfg.remasking_confidence_threshold,
-               corruption_ratio=cfg.corruption_ratio, prediction='sampled' if cfg.prediction_sampling else 'argmax')
-    for name, corrupt in corruptions.items():
-        x, wrong = zip(*(corrupt(rows) for rows in windows[:cfg.detection_rows].split(cfg.eval_batch_size)))
-        x, wrong = torch.cat(x), torch.cat(wrong)  # (N, T) each
-        score = wrong_scores(x, models.remasker, models.vocab, cfg.eval_batch_size)
-        out[name] = detection_metrics(score, wrong, cfg.remasking_confidence_threshold)
-    return out
-
-
 # -----------------------------------------------------------------------------
 # samples
 
@@ -427,18 +278,6 @@ def samples_report(cfg, models, corpus, device):
     texts, tokens = validation_texts(corpus, cfg, device)
     out['validation_text'] = dict(**text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
     return out
-
-
-def import_pyplot():
-    """matplotlib is not a project dependency: imported only for plot=True."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("plot=True needs matplotlib, which is not a project dependency: "
-                        "pip install matplotlib") from None
-    matplotlib.use('Agg')  # files only, no display
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def plot_report(cfg, models, corpus, device):
@@ -758,48 +597,6 @@ def plot_compare(cfg, report):
 # -----------------------------------------------------------------------------
 # output
 
-def fmt(value, digits=4):
-    if value is None:
-        return '-'
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def print_table(title, headers, rows, digits=None):
-    """A left-aligned first column and right-aligned numbers; digits[i]: decimals of column i (default 4)."""
-    digits = digits or [4] * len(headers)
-    cells = [[fmt(v, d) for v, d in zip(row, digits)] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print(f"\n{title}")
-    print('  '.join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    for row in cells:
-        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-
-
-def print_loss(loss, paths):
-    rows = [[f"val loss, {'all stages' if name == 'loss' else name} (nats/predicted char, as train.py)", v]
-            for name, v in (loss['stage_losses'] or {}).items()]
-    e, ref, gap = loss['elbo'], loss['reference'], loss['gap']
-    rows.append([f"masked-diffusion NELBO (bits/char ± SE; {e['windows']} windows x {e['draws']} masks, "
-                 f"{e['estimator']})", f"{e['bits_per_char']:.4f} ± {e['se']:.4f}"])
-    if ref is not None:
-        rows.append(["autoregressive reference (bits/char ± SE, the same characters)",
-                     f"{ref['bits_per_char']:.4f} ± {ref['se']:.4f}"])
-        rows.append(["gap: NELBO - reference (bits/char ± paired SE)", f"{gap['bits_per_char']:.4f} ± {gap['se']:.4f}"])
-        rows.append(["relative gap: NELBO / reference - 1", f"{100 * gap['relative']:.1f}% ± {100 * gap['relative_se']:.1f}%"])
-    print_table(f"validation: {paths} (every window's first character given, the other "
-                f"{e['window_length'] - e['scored_from']} scored)", ['quantity', 'value'], rows)
-
-
-def print_remasking(rm):
-    rows = [[name, rm[name]['wrong_share'], rm[name]['auroc'], rm[name]['precision'], rm[name]['recall'],
-             rm[name]['f1']] for name in ('random', 'predictions')]
-    print_table(f"remasking: {rm['checkpoint']} (corruption ratio {rm['corruption_ratio']}, predictions: "
-                f"{rm['prediction']}, flagged above {rm['threshold']})",
-                ['corruption', 'wrong share', 'AUROC', 'precision', 'recall', 'F1'], rows)
-
-
 def print_samples(samples):
     headers = ['sampler / mode', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'valid words', 'distinct 4g', 'copy len']
     rows = [[mode, m['iterations'], m['forward_passes_per_sample'], m['reference_bits_per_char'], m['char_entropy'],
@@ -816,13 +613,6 @@ def print_samples(samples):
 
 
 COMPARE_METRICS = ('reference_bits_per_char', 'char_entropy', 'distinct_4grams', 'valid_word_share')
-
-
-def pm(mean, se, digits=3):
-    """'mean ± se' ('mean' alone without an SE, '-' without a mean)."""
-    if mean is None:
-        return '-'
-    return f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else '')
 
 
 def print_compare_samples(cmp, budget):

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 import eval_metrics as em
+import eval_remasking
 import evaluate
 from checkpoints import save_checkpoint
 from common import UserError
@@ -163,10 +164,10 @@ def test_precision_recall_f1_by_hand():
 
 def test_random_corruption_never_keeps_the_character():
     clean = windows(64, 32)  # (64, 32)
-    x, wrong = evaluate.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
+    x, wrong = eval_remasking.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
     assert x.shape == clean.shape and torch.equal(wrong, x != clean) and (x < N_REAL).all()
     assert float(wrong.float().mean()) == pytest.approx(0.3, abs=0.03)  # every picked position changed
-    again, _ = evaluate.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
+    again, _ = eval_remasking.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
     assert torch.equal(x, again)
 
 
