@@ -81,7 +81,7 @@ reveal_schedule = 'linear'       # mdlm / confidence / remdm, as in sample.py
 choice_temperature = 4.5         # the confidence sampler's, as in sample.py (compare: also 0, the pure order)
 remdm_eta = 0.05
 remdm_window = (0.0, 1.0)
-remdm_score = 'random'
+remdm_score = None               # None = 'wrong' on a merged checkpoint (its own [WRONG] scores), else 'random'
 plot = False                     # PNG of sample quality against diffusion iterations (needs matplotlib)
 plot_iterations = (5, 10, 20, 40)
 plot_file = None                 # None = <out_dir>/eval_samples.png
@@ -178,6 +178,7 @@ def load_reference_checkpoint(cfg):
 def load_models(cfg, device):
     path, ckpt = generate_setup.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
+    generate_setup.resolve_remdm_score(cfg, merged)  # as sample.py settles it for this checkpoint
     generate_setup.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
     rpath, rckpt = generate_setup.load_remasking_checkpoint(cfg, path, ckpt)
     apath, ackpt = load_reference_checkpoint(cfg)

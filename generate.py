@@ -251,9 +251,10 @@ def remdm_rate(cfg, it, masked_now, masked_next, span):
 
 
 def choose_decoded_remask(score_kind, decoded, k, confidence, logits, wrong_token_id, generator):
-    """(B, T) k of the decoded positions per row to mask again: at random (ReMDM), the lowest p(char)
-    when it was decoded ('confidence'), or the highest p([WRONG]) of this pass (a merged model, 'wrong')."""
-    if score_kind == 'random':
+    """(B, T) k of the decoded positions per row to mask again: at random (ReMDM; also for None, a remdm_score
+    that generate_setup.resolve_remdm_score has not settled for a merged model), the lowest p(char) when it
+    was decoded ('confidence'), or the highest p([WRONG]) of this pass (a merged model, 'wrong')."""
+    if score_kind in ('random', None):
         return su.select_random(decoded, k, generator)
     if score_kind == 'confidence':
         return su.select_top_k(1.0 - confidence, decoded, k)

@@ -106,8 +106,9 @@ def check_field_settings(cfg, sampler, merged):
             and all(isinstance(v, (int, float)) for v in window) and 0 <= window[0] <= window[1] <= 1):
         raise UserError(f"remdm_window={window!r} must be (from, to) with 0 <= from <= to <= 1: the share of the "
                         f"iterations in which remdm remasks, e.g. (0.0, 1.0) for all of them")
-    if cfg.remdm_score not in REMDM_SCORES:
-        raise UserError(f"remdm_score={cfg.remdm_score!r} is unknown; use one of {', '.join(REMDM_SCORES)}")
+    if cfg.remdm_score is not None and cfg.remdm_score not in REMDM_SCORES:  # None: settled by resolve_remdm_score
+        raise UserError(f"remdm_score={cfg.remdm_score!r} is unknown; use one of {', '.join(REMDM_SCORES)}, or None "
+                        f"('wrong' on a merged checkpoint, else 'random')")
     if cfg.remdm_score == 'wrong' and not merged:
         raise UserError("remdm_score='wrong' takes p([WRONG]) from the unmasking model's own forward pass, which "
                         "only a merged checkpoint (training_type='merged') gives; pass one as checkpoint_name, or "
@@ -125,34 +126,61 @@ def check_edit_settings(cfg):
         raise UserError("the edit sampler does not remask; drop the remasking settings or set sampler='diffusion'")
 
 
-def resolve_sampler(cfg, meta, path):
-    """The sampler (one of SAMPLERS) for the unmasking checkpoint at `path` (its dataset `meta`)."""
-    # full targets on mask-free corruption: the model predicts every original character, so it can edit
-    edit_capable = meta.get('label_semantics') == 'full' and meta.get('corruption_type') in MASK_FREE_CORRUPTIONS
+def edit_capable(ckpt):
+    """Full targets on mask-free corruption: the model predicts the original character at every position, so
+    it can edit. A merged model's queue (sampler_states) is one too, but it is trained to answer [WRONG], not
+    the original, at a wrong character: it is an unmasking model with its own remasker, never an edit model."""
+    meta = ckpt['meta']
+    return (ckpt.get('training_type') != 'merged' and meta.get('label_semantics') == 'full'
+            and meta.get('corruption_type') in MASK_FREE_CORRUPTIONS)
+
+
+def resolve_sampler(cfg, ckpt, path):
+    """The sampler (one of SAMPLERS) for the unmasking (or merged) checkpoint `ckpt` at `path`."""
+    merged = ckpt.get('training_type') == 'merged'
     if cfg.sampler == 'auto':
-        if edit_capable:
+        if edit_capable(ckpt):
             return 'edit'
         # set = neither None nor False (`is`, so that a threshold of 0.0 counts as set)
         asks_for_diffusion = any(cfg.get(key) is not None and cfg.get(key) is not False for key in DIFFUSION_SELECTORS)
-        return 'diffusion' if asks_for_diffusion else AUTO_SAMPLER
+        if asks_for_diffusion:
+            return 'diffusion'
+        return AUTO_MERGED_SAMPLER if merged else AUTO_SAMPLER
     if cfg.sampler not in SAMPLERS:
         raise UserError(f"sampler={cfg.sampler!r} is unknown; use one of 'auto', {', '.join(map(repr, SAMPLERS))}")
-    if cfg.sampler == 'edit' and not edit_capable:
+    if cfg.sampler == 'edit' and not edit_capable(ckpt):
+        meta = ckpt['meta']
+        found = ("is a merged model, which answers [WRONG] at a wrong character instead of the original; use "
+                 "sampler='auto' (remdm by its own [WRONG] scores) or 'diffusion'" if merged else
+                 f"has corruption_type={meta.get('corruption_type')!r}, label_semantics="
+                 f"{meta.get('label_semantics')!r}; use sampler='diffusion'")
         raise UserError(f"sampler='edit' needs a model trained with full targets on random-replacement corruption; "
-                        f"{path} has corruption_type={meta.get('corruption_type')!r}, "
-                        f"label_semantics={meta.get('label_semantics')!r}; use sampler='diffusion'")
+                        f"{path} {found}")
     return cfg.sampler
+
+
+def resolve_remdm_score(cfg, merged):
+    """Settle cfg.remdm_score: None becomes 'wrong' on a merged checkpoint (remdm remasks what the model's own
+    [WRONG] head flags, in the pass that fills: the best measured for merged models, docs/results.md section 4)
+    and 'random' (ReMDM's own rule) on an unmasking one."""
+    if cfg.remdm_score is None:
+        cfg['remdm_score'] = 'wrong' if merged else 'random'
+    return cfg.remdm_score
 
 
 def sampler_and_mode(cfg, ckpt, path, argv=None):
     """(sampler, remasking mode) for the unmasking checkpoint `ckpt` at `path`, after checking that
-    sampler's settings; only the diffusion sampler has a mode. `argv`: see remasking_mode."""
-    sampler = resolve_sampler(cfg, ckpt['meta'], path)
+    sampler's settings (remdm's score is settled here); only the diffusion sampler has a mode.
+    `argv`: see remasking_mode."""
+    sampler = resolve_sampler(cfg, ckpt, path)
+    merged = ckpt.get('training_type') == 'merged'
     if sampler == 'edit':
         check_edit_settings(cfg)
         return sampler, None
     if sampler in FIELD_SAMPLERS:
-        check_field_settings(cfg, sampler, ckpt.get('training_type') == 'merged')
+        if sampler == 'remdm':
+            resolve_remdm_score(cfg, merged)
+        check_field_settings(cfg, sampler, merged)
         return sampler, None
     check_diffusion_settings(cfg)
     return sampler, remasking_mode(cfg, argv)
@@ -167,9 +195,13 @@ FLAG_KEYS = ('use_intelligent_remasking', 'use_mixed_remasking', 'remasking_conf
 SCHEDULE_KEYS = ('remasking_schedule', 'end_ratio')
 REMASKER_KEYS = ('remasking_checkpoint_name', 'remasking_out_dir')
 REMDM_KEYS = ('remdm_eta', 'remdm_window', 'remdm_score')
-# sampler='auto': the sampler that measured best at the default budget (docs/results.md, "The first run"),
-# unless one of the seed's remasking settings (a flag, a threshold, a remasking model) asks for the diffusion loop
+# sampler='auto', unless one of the seed's remasking settings (a flag, a threshold, a remasking model) asks for the
+# diffusion loop: the sampler that measured best at the default budget. For an unmasking model the confidence
+# sampler (docs/results.md, "The first run"); for a merged one remdm remasking by its own [WRONG] scores
+# (remdm_score=None settles to 'wrong'), the only learned remasker ahead of every sampler without one
+# (docs/results.md section 4, at 32 forward passes per sample; sample.py's default is 30)
 AUTO_SAMPLER = 'confidence'
+AUTO_MERGED_SAMPLER = 'remdm'
 DIFFUSION_SELECTORS = FLAG_KEYS + ('remasking_checkpoint_name',)
 READERS = {
     **{key: "sampler='edit'" for key in EDIT_KEYS},

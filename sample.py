@@ -48,7 +48,9 @@ remasking_out_dir = None         # where the remasking model lives; None = out_d
 sampler = 'auto'                 # 'auto' | 'diffusion' | 'mdlm' | 'confidence' | 'remdm' | 'edit'
                                  # auto = edit for full-target random-replacement models; else diffusion when one of
                                  # the seed's remasking settings (the use_*_remasking flags, a threshold, a remasking
-                                 # checkpoint) is set; else confidence, which measured best at the default budget
+                                 # checkpoint) is set (a merged model scores with its own [WRONG] head); else what
+                                 # measured best at the default budget: confidence, or for a merged model remdm
+                                 # by its own [WRONG] scores
 trust_checkpoint_pickle = False  # True: open checkpoints that only full unpickling opens (can run code: files you trust)
 # what to generate
 start = ''                       # fixed prompt at the start of every sample, never changed; 'FILE:path' reads a file
@@ -72,7 +74,8 @@ choice_temperature = 4.5         # confidence: Gumbel noise on the ranking of th
                                  # (MaskGIT's default); 0 = the pure confidence order (LLaDA's low-confidence remasking)
 remdm_eta = 0.05                 # remdm: a decoded character is masked again with p = min(remdm_eta, what the schedule allows)
 remdm_window = (0.0, 1.0)        # remdm: the part of the run (0 = first iteration, 1 = last) in which it remasks
-remdm_score = 'random'           # remdm: which decoded characters: 'random' | 'confidence' | 'wrong' (merged checkpoints)
+remdm_score = None               # remdm: which decoded characters: 'random' | 'confidence' | 'wrong' (merged checkpoints);
+                                 # None = 'wrong' on a merged checkpoint, else 'random'
 # edit loop (random-replacement models)
 max_iterations = 30
 insert_ratio_start = 0.04        # insertions per round, as a fraction of the editable span
@@ -187,14 +190,14 @@ def run_sampler(cfg, run, generator, log):
     return tokens, per_sample
 
 
-def describe(run):
+def describe(run, cfg):
     """The first line of the output: what generates, with what."""
     line = f"{run.sampler} sampling with {run.path}"
     if run.remasking_path:
         line += f" and {run.remasking_path}"
     if run.merged:
-        line += " (merged: [MASK] fills and [WRONG] scores from one forward pass)" if run.sampler == 'diffusion' \
-            else " (merged)"
+        scored = run.sampler == 'diffusion' or (run.sampler == 'remdm' and cfg.remdm_score == 'wrong')
+        line += " (merged: [MASK] fills and [WRONG] scores from one forward pass)" if scored else " (merged)"
     return line + (f" | remasking mode: {run.mode}" if run.mode else "")
 
 
@@ -203,7 +206,7 @@ def main(argv=None):
     cfg = load_config(DEFAULTS, argv, other_keys=provider_keys_if_known)
     torch.manual_seed(cfg.seed)
     run = load_run(cfg, argv)
-    print(describe(run))
+    print(describe(run, cfg))
     log, live = make_logger(cfg, run)
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed)
     try:
