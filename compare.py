@@ -1,6 +1,6 @@
 """
 The comparison of samplers at matched compute (evaluate.py's `compare` section), as small functions
-that tests can drive with hand-made inputs; evaluate.py only wires them to the models and prints.
+that tests can drive with hand-made inputs; eval_compare.py wires them to the models, prints and plots.
 
     Variant, variants      every sampler and remasking score to compare, each with its name, its cost in
                            forward passes per iteration and whether a learned remasker chooses what to remask

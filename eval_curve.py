@@ -13,17 +13,28 @@ split, and the samples of one sampler) is cached in <folder>/eval/point-s<seed>-
     gap_trend        the relative gap against log2(training tokens): slope per doubling, and where it
                      crosses a target (interpolated inside the measured range, else extrapolated)
     plot_curve       bits/char of both kinds against training tokens, and the relative gap
+    curve_report     the section itself: each point evaluated once (evaluate_point) and cached, then
+                     the rows, the trend and the plot; print_curve prints it
 
 See docs/evaluation.md, section `curve`, and docs/results.md.
 """
 
+import json
 import math
 import os
 import re
 
 import numpy as np
+import torch
 
 import eval_metrics as em
+from checkpoints import LATEST_NAME, load_checkpoint
+from common import UserError
+from configurator import Config
+from eval_common import import_pyplot, load_corpus, print_table, val_windows
+from eval_loss import loss_report
+from eval_samples import generate_in_mode, text_metrics
+from queue_io import atomic_json
 
 POINT_RUN = re.compile(r'^(?P<kind>diffusion|ar)-s(?P<seed>\d+)-x(?P<scale>\d+)$')
 KINDS = ('diffusion', 'ar')
@@ -164,3 +175,101 @@ def plot_curve(plt, rows, path, title):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# the section: evaluating the points
+
+def check_settings(cfg, wanted):
+    if len(wanted) > 1 or not cfg.curve_dir or not os.path.isdir(cfg.curve_dir):
+        raise UserError(f"sections=curve runs alone, on curve_dir=<a folder of runs named <kind>-s<seed>-x<scale>> "
+                        f"(experiments/compute_curve.sh makes one); got sections={cfg.sections!r}, curve_dir={cfg.curve_dir!r}")
+
+
+def run_finished(run_dir):
+    """Whether a run's ckpt.pt has reached the max_iters its config asked for."""
+    path = os.path.join(run_dir, LATEST_NAME)
+    if not os.path.exists(path):
+        return False
+    checkpoint = load_checkpoint(path)  # memory-mapped: only two small entries are read
+    return checkpoint['iter_num'] >= checkpoint['config']['max_iters']
+
+
+def train_windows(corpus, length, n, device):
+    """(n, length) windows of the training split at evenly spaced starts: the validation split's count,
+    so the two splits are scored alike (a model that memorises the training text scores better there)."""
+    ids = torch.from_numpy(corpus.train_ids)
+    starts = torch.from_numpy(np.linspace(0, len(ids) - length, n).astype(np.int64))
+    return ids.unfold(0, length, 1)[starts].to(device, torch.long)  # (n, length)
+
+
+def evaluate_point(cfg, runs, device, load_models):
+    """One point of the curve: the fair comparison of the diffusion run with its autoregressive twin on
+    the validation split and on the training split, and samples of the confidence sampler.
+    `load_models(cfg, device)`: evaluate.py's, which finds the two models in cfg's folders."""
+    point_cfg = Config(dict(cfg, out_dir=runs['diffusion'], checkpoint_name=None, reference_out_dir=runs['ar'],
+                            reference_checkpoint_name='newest', remasking_checkpoint_name=None, sequence_length=None))
+    models = load_models(point_cfg, device)
+    corpus = load_corpus(models.checkpoint, device)
+    length, saved = models.checkpoint['model_args']['block_size'], models.checkpoint['config']
+    val = val_windows(corpus.val_ids, length)
+    train = train_windows(corpus, length, len(val), device)
+    texts, tokens, passes, _ = generate_in_mode(point_cfg, models, 'confidence', cfg.forward_budget, device)
+    samples = dict(sampler='confidence', choice_temperature=cfg.choice_temperature, forward_passes=passes,
+                   num_samples=cfg.num_samples, **text_metrics(texts, tokens, models, corpus, point_cfg, copies=False),
+                   texts=texts[:4])
+    tokens_per_iter = saved['batch_size'] * saved['block_size'] * saved['gradient_accumulation_steps']
+    return dict(checkpoint=models.path, reference_checkpoint=models.reference_path,
+                iters=models.checkpoint['iter_num'], tokens=models.checkpoint['iter_num'] * tokens_per_iter,
+                val=loss_report(point_cfg, models, val, device), train=loss_report(point_cfg, models, train, device),
+                samples=samples)
+
+
+def curve_report(cfg, device, load_models):
+    """Every finished point of curve_dir (each evaluated once, then read back from its cached report), the
+    table rows (mean ± SE across seeds), the gap's trend and crossings, and the plot."""
+    points = find_points(cfg.curve_dir, run_finished)
+    if not points:
+        raise UserError(f"{cfg.curve_dir} has no finished pair of runs diffusion-s<seed>-x<scale> and ar-s<seed>-x<scale>")
+    os.makedirs(os.path.join(cfg.curve_dir, 'eval'), exist_ok=True)
+    reports = {}
+    for (seed, scale), runs in points.items():
+        path = point_report_path(cfg.curve_dir, seed, scale)
+        if not os.path.exists(path):
+            print(f"evaluating seed {seed} at {scale}x: {runs['diffusion']} against {runs['ar']}", flush=True)
+            atomic_json(evaluate_point(cfg, runs, device, load_models), path)
+        with open(path, encoding='utf-8') as f:
+            reports[(seed, scale)] = json.load(f)
+    out = dict(points={f"s{seed}-x{scale}": report for (seed, scale), report in reports.items()},
+               rows=curve_rows(reports), trend=gap_trend(reports))
+    if cfg.plot:
+        out['plot'] = cfg.plot_file or os.path.join(cfg.curve_dir, 'compute_curve.png')
+        plot_curve(import_pyplot(), out['rows'], out['plot'],
+                   f"{os.path.basename(os.path.normpath(cfg.curve_dir))}: masked diffusion against autoregression")
+    return out
+
+
+def print_curve(curve):
+    def cell(row, name, digits=3, scale=1.0):
+        mean, se = row[name]
+        if mean is None:
+            return '-'
+        se = error_bar(row, name) if name in row['within_se'] else se
+        return f"{mean * scale:.{digits}f}" + ('' if se is None or math.isnan(se) else f" ± {se * scale:.{digits}f}")
+    rows = [[f"{row['scale']}x", f"{row['tokens']:,}", row['seeds'], cell(row, 'nelbo'), cell(row, 'ar'),
+             cell(row, 'relative_gap', 1, 100.0), cell(row, 'nelbo_train'), cell(row, 'ar_train'),
+             cell(row, 'ref_bits', 2), cell(row, 'entropy', 2), cell(row, 'valid_words', 2)]
+            for row in curve['rows']]
+    print_table("\ncompute curve: bits/char on the validation split (and on as many windows of the training split); "
+                "± across seeds (one seed: across windows)",
+                ['scale', 'tokens', 'seeds', 'NELBO', 'AR', 'relative gap %', 'NELBO train', 'AR train',
+                 'sample ref bits', 'entropy', 'valid words'], rows)
+    trend = curve['trend']
+    if trend['slope_per_doubling'] is not None:
+        print(f"relative gap: {100 * trend['slope_per_doubling']:+.2f} ± {100 * trend['slope_se']:.2f} points per "
+              f"doubling of training tokens (least squares over every run)")
+    for target, where in trend['crossings'].items():
+        print(f"gap under {100 * float(target):.0f}%: " +
+              (f"at {where['tokens']:,.0f} training tokens ({where['how']})" if where else "not reached, and the trend does not fall"))
+    if 'plot' in curve:
+        print(f"wrote the plot to {curve['plot']}")

@@ -19,11 +19,16 @@ Evaluate trained checkpoints and print the numbers as tables (and, with output_f
   test       bits per character on a benchmark's test split (text8) as the literature measures it: the
              NELBO and the reference's log-likelihood of every character of windows of the training
              length (eval_test_split.py)
+  curve      runs alone, on curve_dir: every finished (seed, scale) pair of a compute curve, on the fair
+             protocol (validation and training split) and the default sampler's samples; the gap's
+             trend with training tokens and where it crosses 28% and 20% (eval_curve.py)
   plot=True  a PNG of sample quality against diffusion iterations per mode (samples); PNGs of quality
              against forward passes and of the frontiers (compare)
 
 Everything is built from the checkpoints' saved config and meta (corpus, vocabulary, validation
-rows), so no producer needs to run. See docs/evaluation.md.
+rows), so no producer needs to run. Each section is a module of its own (eval_loss.py,
+eval_remasking.py, eval_samples.py, eval_compare.py, eval_test_split.py, eval_curve.py); this script checks the settings, loads the
+models and runs the sections asked for. See docs/evaluation.md.
 
 $ python evaluate.py --out_dir=out-shakespeare-char-quick --reference_out_dir=out-autoregressive
 $ python evaluate.py --remasking_out_dir=out-remasking-all-positions --remasking_checkpoint_name=newest \
@@ -31,32 +36,24 @@ $ python evaluate.py --remasking_out_dir=out-remasking-all-positions --remasking
 $ bash experiments/compare_samplers.sh    # the compare section with every model it compares
 """
 
-import itertools
-import json
-import math
-import os
-import re
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-import compare
-import eval_curve as ec
+import eval_curve
 import eval_metrics as em
 import eval_test_split
 import generate
-import sampling_utils as su
-from checkpoints import LATEST_NAME, fit_problem, load_checkpoint, newest_checkpoint
+import generate_setup
+from checkpoints import fit_problem, load_checkpoint, newest_checkpoint
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
-from configurator import Config, defaults_from, load_config
-from data.corpus import load_model_splits
-from data.char_sampler_states.prepare_streaming import ratio_range, row_counts
-from data.corruption import random_tokens
-from dataset_consumer import batch_on_device
-from objectives import validation_loss
-from prepare_streaming import describe_changes, load_provider_class, provider_keys_if_known
+from configurator import defaults_from, load_config
+from eval_common import import_pyplot, load_corpus, val_windows
+from eval_compare import check_compare_settings, compare_report, load_compare_models, plot_compare, print_compare
+from eval_loss import loss_report, print_loss
+from eval_remasking import print_remasking, remasking_report
+from eval_samples import mode_config, plot_report, print_samples, samples_report
+from prepare_streaming import provider_keys_if_known
 from queue_io import atomic_json
 
 # -----------------------------------------------------------------------------
@@ -94,7 +91,7 @@ reveal_schedule = 'linear'       # mdlm / confidence / remdm, as in sample.py
 choice_temperature = 4.5         # the confidence sampler's, as in sample.py (compare: also 0, the pure order)
 remdm_eta = 0.05
 remdm_window = (0.0, 1.0)
-remdm_score = 'random'
+remdm_score = None               # None = 'wrong' on a merged checkpoint (its own [WRONG] scores), else 'random'
 plot = False                     # PNG of sample quality against diffusion iterations (needs matplotlib)
 plot_iterations = (5, 10, 20, 40)
 plot_file = None                 # None = <out_dir>/eval_samples.png (curve: <curve_dir>/compute_curve.png)
@@ -118,9 +115,7 @@ dtype = 'auto'
 # -----------------------------------------------------------------------------
 DEFAULTS = defaults_from(globals())
 
-SCORED_FROM = 1  # the first character of every validation window is given to both models, not scored
 SECTIONS = ('loss', 'remasking', 'samples', 'compare', 'test', 'curve')
-MODES = (*generate.REMASKING_MODES, *generate.FIELD_SAMPLERS)  # the diffusion loop's modes, then the field's samplers
 
 
 @dataclass
@@ -134,21 +129,6 @@ class Models:
     reference_path: str = None
     reference: generate.Forward = None
     merged: bool = False          # one merged checkpoint is both the unmasking and the remasking model
-
-
-@dataclass
-class Corpus:
-    train_text: str
-    val_text: str
-    val_ids: torch.Tensor         # (N,) the validation split, encoded
-    vocabulary: set               # lower-case words of the training text
-    train_ids: np.ndarray = None  # the training split, encoded (the corpus's own small integers, not copied)
-    index: em.CorpusIndex = None  # built on first use (samples section)
-
-    def corpus_index(self):
-        if self.index is None:
-            self.index = em.CorpusIndex(self.train_text)
-        return self.index
 
 
 # -----------------------------------------------------------------------------
@@ -173,17 +153,16 @@ def check_settings(cfg):
         raise UserError(f"plot_iterations={cfg.plot_iterations!r} must be positive integers, e.g. (5, 10, 20, 40)")
     if cfg.prediction_sampling and not cfg.prediction_temperature > 0:
         raise UserError(f"prediction_temperature={cfg.prediction_temperature!r} must be > 0")
-    generate.check_common_settings(cfg)
+    generate_setup.check_common_settings(cfg)
     for mode in generate.REMASKING_MODES:
-        generate.check_diffusion_settings(mode_config(cfg, mode, 1))
-        generate.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
+        generate_setup.check_diffusion_settings(mode_config(cfg, mode, 1))
+        generate_setup.remasking_mode(mode_config(cfg, mode, 1))  # the threshold must be a probability
     for sampler in generate.FIELD_SAMPLERS:  # remdm_score='wrong' is checked once the model is known
-        generate.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
+        generate_setup.check_field_settings(mode_config(cfg, sampler, 1), sampler, merged=True)
     if 'compare' in wanted:
         check_compare_settings(cfg)
-    if 'curve' in wanted and (len(wanted) > 1 or not cfg.curve_dir or not os.path.isdir(cfg.curve_dir)):
-        raise UserError(f"sections=curve runs alone, on curve_dir=<a folder of runs named <kind>-s<seed>-x<scale>> "
-                        f"(experiments/compute_curve.sh makes one); got sections={cfg.sections!r}, curve_dir={cfg.curve_dir!r}")
+    if 'curve' in wanted:
+        eval_curve.check_settings(cfg, wanted)
     if 'test' in wanted:
         eval_test_split.check_settings(cfg)
     if cfg.plot:
@@ -203,7 +182,8 @@ def load_reference_checkpoint(cfg):
                   f"left out (train one with config/train_autoregressive.py)")
             return None, None
     else:
-        path = generate.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive', cfg.trust_checkpoint_pickle)
+        path = generate_setup.find_checkpoint(cfg.reference_out_dir, name, 'autoregressive',
+                                              cfg.trust_checkpoint_pickle)
     ckpt = load_checkpoint(path, trust_pickle=cfg.trust_checkpoint_pickle)
     if ckpt.get('training_type') != 'autoregressive':
         raise UserError(f"reference_checkpoint_name {path} is a {ckpt.get('training_type')!r} model, not an "
@@ -212,13 +192,14 @@ def load_reference_checkpoint(cfg):
 
 
 def load_models(cfg, device):
-    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    path, ckpt = generate_setup.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
-    generate.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
-    rpath, rckpt = generate.load_remasking_checkpoint(cfg, path, ckpt)
+    generate_setup.resolve_remdm_score(cfg, merged)  # as sample.py settles it for this checkpoint
+    generate_setup.check_field_settings(mode_config(cfg, 'remdm', 1), 'remdm', merged)
+    rpath, rckpt = generate_setup.load_remasking_checkpoint(cfg, path, ckpt)
     apath, ackpt = load_reference_checkpoint(cfg)
-    generate.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
-    generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    generate_setup.resolve_sequence_length(cfg, ckpt, rckpt, ackpt)
+    generate_setup.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
     window_length = ckpt['model_args']['block_size']  # the validation windows the reference scores
     problem = ackpt and fit_problem(ackpt, stoi=ckpt['meta']['stoi'],
                                     min_block_size=max(window_length, cfg.sequence_length))
@@ -226,767 +207,14 @@ def load_models(cfg, device):
         raise UserError(f"the reference {apath} cannot score {path}: {problem}; train it on the same corpus "
                         f"with the unmasking model's block_size")
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, remasker, reference = (generate.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
+    unmasker, remasker, reference = (generate_setup.load_forward(c, device, ctx) for c in (ckpt, rckpt, ackpt))
     if merged:
         rpath, remasker = path, unmasker  # its own remasker, from the same forward pass
     return Models(path, ckpt, unmasker, generate.Vocab.from_meta(ckpt['meta']), rpath, remasker, apath, reference,
                   merged=merged)
 
 
-def load_corpus(ckpt, device):
-    """The checkpoint's corpus, split as the providers split it; refused when its vocabulary differs."""
-    splits = load_model_splits(ckpt.get('config') or {}, ckpt['meta']['stoi'])
-    train_text = splits.text('train')
-    return Corpus(train_text, splits.text('val'), torch.from_numpy(splits.ids['val']).to(device, torch.long),
-                  set(em.words(train_text)), splits.ids['train'])
-
-
-def val_windows(val_ids, length):
-    """(N, length) consecutive, non-overlapping windows covering the validation split."""
-    n = len(val_ids) // length
-    if n == 0:
-        raise UserError(f"the validation split ({len(val_ids)} characters) is shorter than one block of {length}")
-    return val_ids[:n * length].view(n, length)
-
-
 # -----------------------------------------------------------------------------
-# loss: validation stages, negative ELBO, reference
-
-def validation_batches(ckpt, device):
-    """The validation batches train.py reads (at most eval_iters of them), made in-process from the
-    checkpoint's saved config: its provider rebuilds exactly the validation files its producer wrote."""
-    saved = ckpt['config']
-    provider_cls = load_provider_class(saved['dataset'])
-    values = {key: saved.get(key, default) for key, default in provider_cls.config_defaults().items()}
-    provider = provider_cls(Config(values))
-    rebuilt = provider.build_meta()
-    if ckpt['meta'].get('fingerprint') not in (None, rebuilt['fingerprint']):
-        print(f"warning: the validation rows rebuilt from the saved config differ from the training queue's "
-              f"({describe_changes(ckpt['meta'].get('data_config', {}), rebuilt['data_config'])})")
-    batch_size, device = values['batch_size'], torch.device(device)
-    batches = (batch_on_device(tensors, index, batch_size, device)
-               for tensors in provider.validation_files()
-               for index in range(len(tensors['x']) // batch_size))
-    return itertools.islice(batches, values['eval_iters'])
-
-
-def stage_losses(models, device):
-    """train.py's validation loss (nats per labelled position), overall and per validation stage."""
-    saved = models.checkpoint.get('config') or {}
-    if 'dataset' not in saved:
-        print(f"note: {models.path} saved no dataset config: the per-stage validation loss is left out")
-        return None
-    losses = validation_loss(models.unmasker.model, validation_batches(models.checkpoint, device),
-                             models.checkpoint['meta'], models.checkpoint['training_type'],
-                             autocast=models.unmasker.ctx)
-    return {key.removeprefix('val/'): value for key, value in losses.items()}
-
-
-def loss_report(cfg, models, windows, device):
-    """Validation loss per stage, and the masked-diffusion NELBO against the autoregressive reference
-    on the same characters: every window of the validation split, its first character given to both
-    (SCORED_FROM), standard errors across windows, the gap from window-by-window pairs."""
-    out = dict(stage_losses=stage_losses(models, device))
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    bar = tqdm(total=len(windows) * cfg.elbo_draws, desc='NELBO rows', leave=False)
-    nelbo = em.window_elbo_bits(models.unmasker, windows, models.vocab.n_real, models.vocab.mask_token_id, generator,
-                                cfg.elbo_estimator, cfg.elbo_draws, SCORED_FROM, cfg.eval_batch_size,
-                                lambda done, total: bar.update(done - bar.n))
-    bar.close()
-    mean, se = em.mean_and_se(nelbo.numpy())
-    out['elbo'] = dict(bits_per_char=mean, se=se, windows=len(windows), draws=cfg.elbo_draws,
-                       window_length=windows.shape[1], scored_from=SCORED_FROM, estimator=cfg.elbo_estimator)
-    out['reference'] = out['gap'] = out['reference_bits_per_char'] = out['gap_bits_per_char'] = None
-    if models.reference is not None:
-        reference = em.window_bits_per_char(models.reference, windows, models.vocab.n_real, cfg.eval_batch_size)
-        mean, se = em.mean_and_se(reference.numpy())
-        out['reference'] = dict(bits_per_char=mean, se=se)
-        out['gap'] = em.paired_gap(nelbo, reference)
-        out['reference_bits_per_char'], out['gap_bits_per_char'] = mean, out['gap']['bits_per_char']
-    return out
-
-
-# -----------------------------------------------------------------------------
-# remasking: finding wrong characters
-
-def corrupt_random(clean, ratio, n_real, cpu_generator):
-    """(x, wrong): each position, with probability `ratio`, becomes a different random character.
-
-    The providers' own random branch draws the characters (multiplier 0: never the original one);
-    it draws on the CPU, so every draw here does, and the result moves to clean's device."""
-    picked = torch.rand(clean.shape, generator=cpu_generator) < ratio  # (B, T)
-    drawn = random_tokens(clean.cpu(), range(n_real), 0.0, cpu_generator)  # (B, T)
-    x = torch.where(picked, drawn, clean.cpu()).to(clean.device)
-    return x, x != clean
-
-
-def corrupt_with_predictions(clean, ratio, unmasker, vocab, temperature, generator):
-    """(x, wrong): positions picked with probability `ratio` are masked and filled by the unmasking model
-    (argmax at temperature 0, else a sample); wrong where its fill differs from the original."""
-    picked = torch.rand(clean.shape, generator=generator, device=clean.device) < ratio  # (B, T)
-    logits = unmasker(clean.masked_fill(picked, vocab.mask_token_id))[picked]  # (n, V)
-    x = clean.clone()
-    x[picked] = su.sample_tokens(logits, temperature, None, vocab.n_real, generator)[0]
-    return x, x != clean
-
-
-def wrong_scores(x, remasker, vocab, batch_size):
-    """(N, T) p([WRONG]) from the remasking model, batch_size rows per forward pass."""
-    return torch.cat([generate.wrong_probability(rows, remasker, None, vocab.wrong_token_id)
-                      for rows in x.split(batch_size)])
-
-
-def detection_metrics(score, wrong, threshold):
-    return dict(auroc=em.auroc(score, wrong), **em.precision_recall_f1(score, wrong, threshold),
-                positions=wrong.numel(), wrong_share=float(wrong.float().mean()))
-
-
-def remasking_report(cfg, models, windows, device):
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    cpu_generator = torch.Generator().manual_seed(cfg.seed)  # the random branch draws on the CPU
-    temperature = cfg.prediction_temperature if cfg.prediction_sampling else 0
-    corruptions = {
-        'random': lambda c: corrupt_random(c, cfg.corruption_ratio, models.vocab.n_real, cpu_generator),
-        'predictions': lambda c: corrupt_with_predictions(c, cfg.corruption_ratio, models.unmasker, models.vocab,
-                                                          temperature, generator),
-    }
-    out = dict(checkpoint=models.remasking_path, threshold=cfg.remasking_confidence_threshold,
-               corruption_ratio=cfg.corruption_ratio, prediction='sampled' if cfg.prediction_sampling else 'argmax')
-    for name, corrupt in corruptions.items():
-        x, wrong = zip(*(corrupt(rows) for rows in windows[:cfg.detection_rows].split(cfg.eval_batch_size)))
-        x, wrong = torch.cat(x), torch.cat(wrong)  # (N, T) each
-        score = wrong_scores(x, models.remasker, models.vocab, cfg.eval_batch_size)
-        out[name] = detection_metrics(score, wrong, cfg.remasking_confidence_threshold)
-    return out
-
-
-# -----------------------------------------------------------------------------
-# samples
-
-def mode_config(cfg, mode, iterations):
-    """The sample.py settings that run `mode` (a remasking mode or a field sampler) for `iterations` iterations."""
-    flags = generate.mode_settings(mode, cfg.remasking_confidence_threshold) if mode in generate.REMASKING_MODES else {}
-    return Config(dict(cfg, **flags, diffusion_iterations=iterations))
-
-
-def iterations_for(mode, budget, models):
-    """Iterations that spend `budget` forward passes: a separate remasking model adds one per iteration
-    in the modes that read it (a merged model scores in its own pass)."""
-    separate = models.remasker is not None and not generate.is_merged(models.unmasker, models.remasker)
-    return budget // 2 if mode in ('intelligent', 'threshold', 'mixed') and separate else budget
-
-
-def run_sampler(cfg, sampler, unmasker, remasker, vocab, device):
-    """(texts, tokens (B, L), forward passes per sample, stats): unprompted samples from `sampler`
-    ('diffusion' in the mode cfg's flags select, or a field sampler) with cfg's settings, from cfg.seed.
-    `remasker`: the diffusion loop's (None: the unmasking model's confidence; `unmasker`: merged)."""
-    for forward in (unmasker, remasker):
-        if forward is not None:
-            forward.rows = 0
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompt = generate.encode_prompt('', vocab.stoi, device)  # unprompted
-    mode = generate.remasking_mode(cfg) if sampler == 'diffusion' else None
-    tokens, stats = generate.run_loop(sampler, mode, unmasker, remasker, prompt, cfg, vocab, generator)
-    passes = generate.forward_passes_per_sample((unmasker, remasker), cfg.num_samples)
-    return vocab.decode(tokens), tokens, passes, stats
-
-
-def generate_in_mode(cfg, models, mode, iterations, device):
-    """(texts, tokens (B, L), forward passes per sample, stats) for one mode, from its own fresh seed."""
-    remasker = models.remasker if mode not in ('random', *generate.FIELD_SAMPLERS) else None  # reads no scores
-    sampler = mode if mode in generate.FIELD_SAMPLERS else 'diffusion'
-    return run_sampler(mode_config(cfg, mode, iterations), sampler, models.unmasker, remasker, models.vocab, device)
-
-
-def text_metrics(texts, tokens, models, corpus, cfg, copies=True):
-    out = dict(reference_bits_per_char=None)
-    if models.reference is not None:
-        out['reference_bits_per_char'] = em.bits_per_char(models.reference, tokens, models.vocab.n_real,
-                                                          cfg.eval_batch_size)
-    out.update(char_entropy=em.char_entropy(texts), valid_word_share=em.valid_word_share(texts, corpus.vocabulary),
-               distinct_4grams=em.distinct_ngrams(texts, 4))
-    if copies:
-        out['longest_copy_length'], out['longest_copy'] = em.longest_copied_passage(texts, corpus.corpus_index())
-    return out
-
-
-def validation_passages(corpus, starts, length):
-    """(texts, tokens (B, length)) of the validation passages that begin at `starts`."""
-    tokens = torch.stack([corpus.val_ids[s:s + length] for s in starts])  # (B, L)
-    return [corpus.val_text[s:s + length] for s in starts], tokens
-
-
-def validation_texts(corpus, cfg, device):
-    """num_samples evenly spaced validation passages of sequence_length: the row to compare samples with."""
-    starts = np.linspace(0, len(corpus.val_ids) - cfg.sequence_length, cfg.num_samples).astype(np.int64)
-    texts, tokens = validation_passages(corpus, starts.tolist(), cfg.sequence_length)
-    return texts, tokens.to(device)
-
-
-def samples_report(cfg, models, corpus, device):
-    out = dict(forward_budget=cfg.forward_budget, num_samples=cfg.num_samples, sequence_length=cfg.sequence_length,
-               score=generate.score_source(models.unmasker, models.remasker), modes={})
-    for mode in MODES:
-        iterations = iterations_for(mode, cfg.forward_budget, models)
-        texts, tokens, passes, stats = generate_in_mode(cfg, models, mode, iterations, device)
-        out['modes'][mode] = dict(iterations=iterations, forward_passes_per_sample=passes,
-                                  **text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
-        if mode == 'threshold':
-            out['modes'][mode]['mean_iterations'] = float(stats['iterations'].float().mean())
-    texts, tokens = validation_texts(corpus, cfg, device)
-    out['validation_text'] = dict(**text_metrics(texts, tokens, models, corpus, cfg), texts=texts)
-    return out
-
-
-def import_pyplot():
-    """matplotlib is not a project dependency: imported only for plot=True."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("plot=True needs matplotlib, which is not a project dependency: "
-                        "pip install matplotlib") from None
-    matplotlib.use('Agg')  # files only, no display
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_report(cfg, models, corpus, device):
-    """Reference bits/char and valid-word share of each mode's samples at each of plot_iterations; saves a PNG."""
-    plt = import_pyplot()
-    curves = {mode: [] for mode in MODES}
-    for iterations in cfg.plot_iterations:
-        for mode in MODES:
-            texts, tokens, passes, _ = generate_in_mode(cfg, models, mode, iterations, device)
-            curves[mode].append(dict(iterations=iterations, forward_passes_per_sample=passes,
-                                     **text_metrics(texts, tokens, models, corpus, cfg, copies=False)))
-    validation = text_metrics(*validation_texts(corpus, cfg, device), models, corpus, cfg, copies=False)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = (('reference_bits_per_char', 'reference bits/char (lower is better)'),
-              ('valid_word_share', 'share of valid words'))
-    for ax, (key, title) in zip(axes, panels):
-        for mode, points in curves.items():
-            if all(p[key] is not None for p in points):
-                ax.plot([p['iterations'] for p in points], [p[key] for p in points], marker='o', label=mode)
-        if validation[key] is not None:
-            ax.axhline(validation[key], color='gray', linestyle='--', label='validation text')
-        ax.set(xscale='log', xlabel='diffusion iterations', title=title)
-        ax.set_xticks(list(cfg.plot_iterations), [str(i) for i in cfg.plot_iterations])
-        ax.minorticks_off()
-        ax.legend()
-    fig.suptitle(f"{os.path.basename(models.path)}: {cfg.num_samples} samples x {cfg.sequence_length} chars")
-    fig.tight_layout()
-    path = cfg.plot_file or os.path.join(cfg.out_dir, 'eval_samples.png')
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return dict(file=path, curves=curves, validation_text=validation)
-
-
-# -----------------------------------------------------------------------------
-# compare: every sampler and remasking score at equal forward passes per sample
-
-@dataclass
-class CompareModels:
-    unmasker: generate.Forward
-    vocab: generate.Vocab
-    remaskers: dict               # label -> Forward of a separate remasking model
-    remasker_paths: dict          # label -> its checkpoint
-    merged: generate.Forward = None
-    merged_path: str = None
-
-
-def check_compare_settings(cfg):
-    budgets = cfg.compare_budgets
-    if (not budgets or len(set(budgets)) < len(budgets)
-            or not all(type(b) is int and b >= 2 and b % 2 == 0 for b in budgets)):
-        raise UserError(f"compare_budgets={budgets!r} must be different even numbers of forward passes per sample, "
-                        f"e.g. (16, 32, 64): a separate remasking model costs 2 per iteration, so it gets budget // 2")
-    temperatures = cfg.compare_temperatures
-    if len(set(temperatures)) < 2 or not all(type(t) in (int, float) and t > 0 for t in temperatures):
-        raise UserError(f"compare_temperatures={temperatures!r} must be at least two different temperatures > 0: "
-                        f"each variant's frontier is drawn over them")
-    tolerance = cfg.compare_entropy_tolerance
-    if type(tolerance) not in (int, float) or tolerance < 0:
-        raise UserError(f"compare_entropy_tolerance={tolerance!r} must be a number of bits >= 0")
-    ratio_range(cfg, 'compare_fill_ratio_range')
-    remasker_entries(cfg.compare_remasking_checkpoints)
-    if cfg.compare_merged_checkpoint is not None and not isinstance(cfg.compare_merged_checkpoint, str):
-        raise UserError(f"compare_merged_checkpoint={cfg.compare_merged_checkpoint!r} must be a checkpoint file or "
-                        f"a run folder")
-
-
-def run_label(path):
-    """The name of a checkpoint's run folder (of the folder itself when `path` is one)."""
-    path = os.path.abspath(path)
-    return os.path.basename(path if os.path.isdir(path) else os.path.dirname(path))
-
-
-def remasker_entries(entries):
-    """[(label, file or run folder)] from compare_remasking_checkpoints: 'label=path', or a path that its
-    run folder's name labels. Labels end the variant names, so they are short words, each used once."""
-    if not isinstance(entries, (tuple, list)) or not all(isinstance(e, str) and e for e in entries):
-        raise UserError(f"compare_remasking_checkpoints={entries!r} must be a tuple of checkpoint files or run "
-                        f"folders, e.g. \"('B=out-remasking-all-positions', 'states=out-remasking-sampler-states')\"")
-    found = [tuple(e.split('=', 1)) if '=' in e else (run_label(e), e) for e in entries]
-    labels = [label for label, _ in found]
-    for label in labels:
-        if not re.fullmatch(r'[\w.-]+', label) or labels.count(label) > 1:
-            raise UserError(f"compare_remasking_checkpoints: the label {label!r} is "
-                            f"{'used twice' if labels.count(label) > 1 else 'not a short word'}; name each "
-                            f"checkpoint with 'label=path' (letters, digits, _ . -)")
-    return found
-
-
-COMPARE_KEYS = {'remasking': 'compare_remasking_checkpoints', 'merged': 'compare_merged_checkpoint'}
-
-
-def compare_checkpoint(key, where, kind, cfg):
-    """(path, checkpoint) of the `kind` model ('remasking' or 'merged') that `where` names: a checkpoint
-    file, or a run folder (its newest; a folder of the other kind is found too, to say where it belongs)."""
-    if os.path.isdir(where):
-        kinds = sorted(COMPARE_KEYS, key=lambda k: k != kind)  # `kind` first
-        where = generate.find_checkpoint(where, None, kinds, cfg.trust_checkpoint_pickle)
-    ckpt = load_checkpoint(where, trust_pickle=cfg.trust_checkpoint_pickle)
-    found = ckpt.get('training_type')
-    if found != kind:
-        raise UserError(f"{key}: {where} is a {found!r} model, not a {kind} one"
-                        + (f"; pass it in {COMPARE_KEYS[found]}" if found in COMPARE_KEYS else ''))
-    return where, ckpt
-
-
-def load_compare_forward(cfg, models, key, where, kind, device):
-    """(path, Forward) of a remasking or merged model for the compare section, checked to fit the unmasking one."""
-    path, ckpt = compare_checkpoint(key, where, kind, cfg)
-    generate.check_pair(models.path, models.checkpoint, path, ckpt, cfg.sequence_length)
-    return path, generate.load_forward(ckpt, device, models.unmasker.ctx)
-
-
-def load_compare_models(cfg, models, device):
-    if models.merged:
-        raise UserError(f"the compare section compares samplers on an unmasking model, and {models.path} is a merged "
-                        f"one: pass an unmasking checkpoint as checkpoint_name and this one as compare_merged_checkpoint")
-    if models.reference is None:
-        raise UserError("the compare section reads every sampler off its curve of reference bits/char: it needs the "
-                        "autoregressive reference (reference_out_dir; config/train_autoregressive.py trains it)")
-    remaskers = {label: load_compare_forward(cfg, models, 'compare_remasking_checkpoints', where, 'remasking', device)
-                 for label, where in remasker_entries(cfg.compare_remasking_checkpoints)}
-    merged_path, merged = None, None
-    if cfg.compare_merged_checkpoint:
-        merged_path, merged = load_compare_forward(cfg, models, 'compare_merged_checkpoint',
-                                                   cfg.compare_merged_checkpoint, 'merged', device)
-    return CompareModels(models.unmasker, models.vocab, {label: f for label, (_, f) in remaskers.items()},
-                         {label: p for label, (p, _) in remaskers.items()}, merged, merged_path)
-
-
-def variant_forwards(variant, cm):
-    """(filler, scorer): the Forward that fills and the diffusion loop's remasker (None: the filler's own
-    confidence, or no scores; the filler itself: a merged model scoring in its own pass)."""
-    filler = cm.merged if variant.model == 'merged' else cm.unmasker
-    if variant.remasker:
-        return filler, cm.remaskers[variant.remasker]
-    return filler, filler if variant.model == 'merged' and variant.sampler == 'diffusion' else None
-
-
-def generate_variant(cfg, cm, variant, budget, temperature, seed, device):
-    """(texts, tokens (B, L), forward passes per sample): compare_num_samples samples of one variant at `budget`."""
-    settings = Config(dict(cfg, temperature=temperature, seed=seed, num_samples=cfg.compare_num_samples,
-                           **variant.settings()))
-    mode = variant.rule if variant.sampler == 'diffusion' else variant.sampler
-    filler, scorer = variant_forwards(variant, cm)
-    texts, tokens, passes, _ = run_sampler(mode_config(settings, mode, variant.iterations(budget)), variant.sampler,
-                                           filler, scorer, cm.vocab, device)
-    return texts, tokens, passes
-
-
-def compare_cell(cfg, models, corpus, cm, variant, budget, temperature, seeds, device):
-    """One variant at one budget and temperature: its text metrics per seed, and their mean ± SE."""
-    per_seed, passes = [], []
-    for seed in seeds:
-        texts, tokens, spent = generate_variant(cfg, cm, variant, budget, temperature, seed, device)
-        per_seed.append(text_metrics(texts, tokens, models, corpus, cfg, copies=False))
-        passes.append(spent)
-    return dict(variant=variant.name, budget=budget, temperature=temperature, iterations=variant.iterations(budget),
-                forward_passes_per_sample=dict(mean=float(np.mean(passes)), per_seed=passes),
-                metrics=compare.aggregate(per_seed), per_seed=dict(zip(seeds, per_seed)))
-
-
-def validation_by_seed(cfg, models, corpus, seeds):
-    """compare_num_samples validation passages at random places per seed, scored like the samples."""
-    per_seed = []
-    for seed in seeds:
-        starts = torch.randint(0, len(corpus.val_ids) - cfg.sequence_length + 1, (cfg.compare_num_samples,),
-                               generator=torch.Generator().manual_seed(seed))
-        texts, tokens = validation_passages(corpus, starts.tolist(), cfg.sequence_length)
-        per_seed.append(text_metrics(texts, tokens, models, corpus, cfg, copies=False))
-    return dict(metrics=compare.aggregate(per_seed), per_seed=dict(zip(seeds, per_seed)))
-
-
-def detector_states(cfg, cm, windows, seed):
-    """(state, filled, p_fill, wrong) for detection_rows random validation windows: each row masked at a
-    share from compare_fill_ratio_range and filled by sampling from the unmasking model at temperature 1;
-    wrong (n,) says which of the n filled positions differ from the original."""
-    cpu_generator = torch.Generator().manual_seed(seed)
-    generator = torch.Generator(device=windows.device).manual_seed(seed)
-    rows = windows[torch.randperm(len(windows), generator=cpu_generator)[:cfg.detection_rows].to(windows.device)]
-    counts = row_counts(ratio_range(cfg, 'compare_fill_ratio_range'), *rows.shape, cpu_generator)  # (N,)
-    parts = [compare.sampler_states(chunk, cm.unmasker, k, cm.vocab.n_real, cm.vocab.mask_token_id, generator)
-             for chunk, k in zip(rows.split(cfg.eval_batch_size), counts.split(cfg.eval_batch_size))]
-    state, filled, p_fill = (torch.cat(part) for part in zip(*parts))  # (N, T) each
-    return state, filled, p_fill, (state != rows)[filled]
-
-
-def detection_by_seed(cfg, cm, corpus, seeds):
-    """AUROC of each score for the unmasking model's own wrong fills, per seed and mean ± SE across seeds."""
-    windows = val_windows(corpus.val_ids, cfg.sequence_length)  # (N, L)
-    scorers = {'confidence@unmasking': None, **{f"wrong@{label}": f for label, f in cm.remaskers.items()}}
-    if cm.merged is not None:
-        scorers['wrong@merged'] = cm.merged
-    auroc, wrong_share = {name: {} for name in scorers}, {}
-    for seed in seeds:
-        state, filled, p_fill, wrong = detector_states(cfg, cm, windows, seed)
-        wrong_share[seed] = float(wrong.float().mean())
-        for name, scorer in scorers.items():
-            score = 1.0 - p_fill if scorer is None else wrong_scores(state, scorer, cm.vocab, cfg.eval_batch_size)
-            auroc[name][seed] = em.auroc(score[filled], wrong)
-    return dict(rows=min(cfg.detection_rows, len(windows)), window_length=cfg.sequence_length,
-                fill_ratio_range=cfg.compare_fill_ratio_range, se_across='seeds',
-                wrong_share=dict(**compare.summary(wrong_share.values()), per_seed=wrong_share),
-                auroc={name: dict(**compare.summary(values.values()), per_seed=values) for name, values in auroc.items()})
-
-
-def compare_report(cfg, models, corpus, cm, device):
-    seeds = [cfg.seed + i for i in range(cfg.compare_seeds)]
-    temperatures = sorted(cfg.compare_temperatures)
-    variants = compare.variants(tuple(cm.remaskers), cm.merged is not None, cfg.choice_temperature)
-    validation = validation_by_seed(cfg, models, corpus, seeds)
-    target = validation['metrics']['char_entropy']['mean']
-    budgets = sorted(cfg.compare_budgets)
-    grid = list(itertools.product(budgets, variants, temperatures))
-    cells = [compare_cell(cfg, models, corpus, cm, variant, budget, temperature, seeds, device)
-             for budget, variant, temperature in tqdm(grid, desc='compare', leave=False)]
-    frontier = compare.frontiers(cells, target, cfg.compare_entropy_tolerance)
-    learned = {v.name: v.learned for v in variants}
-    return dict(budgets=budgets, temperatures=temperatures, seeds=seeds,
-                num_samples=cfg.compare_num_samples, sequence_length=cfg.sequence_length,
-                entropy_tolerance=cfg.compare_entropy_tolerance,
-                checkpoints=dict(unmasking=models.path, reference=models.reference_path,
-                                 remaskers=cm.remasker_paths, merged=cm.merged_path),
-                variants=[v.describe() for v in variants], validation_text=validation, target_entropy=target,
-                cells=cells, frontier=frontier,
-                ranking={budget: compare.compare_at_budget(readings, learned) for budget, readings in frontier.items()},
-                detection=detection_by_seed(cfg, cm, corpus, seeds))
-
-
-def compare_plot_files(cfg):
-    folder = cfg.compare_plot_dir or (os.path.dirname(cfg.output_file) or '.' if cfg.output_file else cfg.out_dir)
-    os.makedirs(folder, exist_ok=True)
-    return dict(quality=os.path.join(folder, 'compare_quality.png'),
-                frontier=os.path.join(folder, 'compare_frontier.png'))
-
-
-def variant_styles(plt, report):
-    """{variant: plot style}: one colour each, solid lines and dots for a learned remasker, dashed and squares without."""
-    colours = plt.colormaps['tab20']
-    return {v['name']: dict(color=colours(i % 20), linestyle='-' if v['learned'] else '--',
-                            marker='o' if v['learned'] else 's', markersize=3, linewidth=1)
-            for i, v in enumerate(report['variants'])}
-
-
-def plot_compare_quality(plt, report, path):
-    """Reference bits/char and valid-word share against forward passes per sample, a column per temperature."""
-    temps, styles = report['temperatures'], variant_styles(plt, report)
-    cells = {(c['variant'], c['budget'], c['temperature']): c for c in report['cells']}
-    panels = (('reference_bits_per_char', 'reference bits/char'), ('valid_word_share', 'valid-word share'))
-    fig, axes = plt.subplots(2, len(temps), figsize=(3.6 * len(temps) + 3, 7), squeeze=False, sharex=True)
-    for row, (key, label) in enumerate(panels):
-        validation = report['validation_text']['metrics'][key]['mean']
-        for col, temperature in enumerate(temps):
-            ax = axes[row][col]
-            for name, style in styles.items():
-                points = [cells[name, budget, temperature] for budget in report['budgets']]
-                ax.errorbar([p['forward_passes_per_sample']['mean'] for p in points],
-                            [p['metrics'][key]['mean'] for p in points],
-                            yerr=[p['metrics'][key]['se'] or 0.0 for p in points], label=name, capsize=2, **style)
-            if validation is not None:
-                ax.axhline(validation, color='gray', linestyle=':', label='validation text')
-            ax.set(xscale='log', title=f"{label}, temperature {temperature}")
-            ax.set_xticks(report['budgets'], [str(b) for b in report['budgets']])
-            ax.minorticks_off()
-            if row == 1:
-                ax.set_xlabel('forward passes per sample')
-    finish_figure(plt, fig, axes[0][0], f"samples at equal forward passes ({report['num_samples']} x "
-                                   f"{report['sequence_length']} chars, mean ± SE over {len(report['seeds'])} seeds)", path)
-
-
-def plot_compare_frontier(plt, report, path):
-    """Per budget: each variant's reference bits/char against character entropy over the temperatures, the
-    validation text's entropy marked; last panel: the frontier read there, against forward passes."""
-    budgets, styles, target = report['budgets'], variant_styles(plt, report), report['target_entropy']
-    fig, axes = plt.subplots(1, len(budgets) + 1, figsize=(4 * len(budgets) + 7, 4.5), squeeze=False)
-    axes = axes[0]
-    for ax, budget in zip(axes, budgets):
-        for name, style in styles.items():
-            points = sorted((c for c in report['cells'] if c['variant'] == name and c['budget'] == budget),
-                            key=lambda c: c['temperature'])
-            ax.plot([p['metrics']['char_entropy']['mean'] for p in points],
-                    [p['metrics']['reference_bits_per_char']['mean'] for p in points], label=name, **style)
-        ax.axvspan(target - report['entropy_tolerance'], target + report['entropy_tolerance'], color='gray', alpha=0.15)
-        ax.axvline(target, color='gray', linestyle=':', label='validation text entropy')
-        ax.set(xlabel='character entropy (bits)', ylabel='reference bits/char', title=f"{budget} forward passes")
-    ax = axes[-1]
-    for name, style in styles.items():
-        readings = [report['frontier'][budget][name] for budget in budgets]
-        shown = [(b, r) for b, r in zip(budgets, readings) if r['bits_per_char'] is not None]
-        ax.errorbar([b for b, _ in shown], [r['bits_per_char'] for _, r in shown],
-                    yerr=[r['se'] or 0.0 for _, r in shown], label=name, capsize=2, **style)
-    ax.set(xscale='log', xlabel='forward passes per sample', ylabel='reference bits/char',
-           title=f"at the validation entropy {target:.2f} bits")
-    ax.set_xticks(budgets, [str(b) for b in budgets])
-    ax.minorticks_off()
-    finish_figure(plt, fig, axes[0], "frontiers: reference bits/char against character entropy over temperatures "
-                                f"{', '.join(map(str, report['temperatures']))}", path)
-
-
-def finish_figure(plt, fig, legend_axes, title, path):
-    """One legend for the figure (from `legend_axes`), right of the panels; saved as a PNG at `path`."""
-    handles, labels = legend_axes.get_legend_handles_labels()
-    fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5), fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches='tight')
-    plt.close(fig)
-
-
-def plot_compare(cfg, report):
-    plt = import_pyplot()
-    files = compare_plot_files(cfg)
-    plot_compare_quality(plt, report, files['quality'])
-    plot_compare_frontier(plt, report, files['frontier'])
-    return files
-
-
-# -----------------------------------------------------------------------------
-# output
-
-def fmt(value, digits=4):
-    if value is None:
-        return '-'
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def print_table(title, headers, rows, digits=None):
-    """A left-aligned first column and right-aligned numbers; digits[i]: decimals of column i (default 4)."""
-    digits = digits or [4] * len(headers)
-    cells = [[fmt(v, d) for v, d in zip(row, digits)] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print(f"\n{title}")
-    print('  '.join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    for row in cells:
-        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-
-
-def print_loss(loss, paths):
-    rows = [[f"val loss, {'all stages' if name == 'loss' else name} (nats/predicted char, as train.py)", v]
-            for name, v in (loss['stage_losses'] or {}).items()]
-    e, ref, gap = loss['elbo'], loss['reference'], loss['gap']
-    rows.append([f"masked-diffusion NELBO (bits/char ± SE; {e['windows']} windows x {e['draws']} masks, "
-                 f"{e['estimator']})", f"{e['bits_per_char']:.4f} ± {e['se']:.4f}"])
-    if ref is not None:
-        rows.append(["autoregressive reference (bits/char ± SE, the same characters)",
-                     f"{ref['bits_per_char']:.4f} ± {ref['se']:.4f}"])
-        rows.append(["gap: NELBO - reference (bits/char ± paired SE)", f"{gap['bits_per_char']:.4f} ± {gap['se']:.4f}"])
-        rows.append(["relative gap: NELBO / reference - 1", f"{100 * gap['relative']:.1f}% ± {100 * gap['relative_se']:.1f}%"])
-    print_table(f"validation: {paths} (every window's first character given, the other "
-                f"{e['window_length'] - e['scored_from']} scored)", ['quantity', 'value'], rows)
-
-
-def print_remasking(rm):
-    rows = [[name, rm[name]['wrong_share'], rm[name]['auroc'], rm[name]['precision'], rm[name]['recall'],
-             rm[name]['f1']] for name in ('random', 'predictions')]
-    print_table(f"remasking: {rm['checkpoint']} (corruption ratio {rm['corruption_ratio']}, predictions: "
-                f"{rm['prediction']}, flagged above {rm['threshold']})",
-                ['corruption', 'wrong share', 'AUROC', 'precision', 'recall', 'F1'], rows)
-
-
-def print_samples(samples):
-    headers = ['sampler / mode', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'valid words', 'distinct 4g', 'copy len']
-    rows = [[mode, m['iterations'], m['forward_passes_per_sample'], m['reference_bits_per_char'], m['char_entropy'],
-             m['valid_word_share'], m['distinct_4grams'], m['longest_copy_length']]
-            for mode, m in samples['modes'].items()]
-    v = samples['validation_text']
-    rows.append(['validation text', None, None, v['reference_bits_per_char'], v['char_entropy'], v['valid_word_share'],
-                 v['distinct_4grams'], v['longest_copy_length']])
-    print_table(f"samples: {samples['num_samples']} x {samples['sequence_length']} chars, budget "
-                f"{samples['forward_budget']} forward passes, score: {samples['score']}", headers, rows,
-                digits=[0, 0, 1, 4, 4, 4, 4, 0])
-    for mode, m in [*samples['modes'].items(), ('validation text', v)]:
-        print(f"  longest copy ({mode}): {m['longest_copy']!r}")
-
-
-COMPARE_METRICS = ('reference_bits_per_char', 'char_entropy', 'distinct_4grams', 'valid_word_share')
-
-
-def pm(mean, se, digits=3):
-    """'mean ± se' ('mean' alone without an SE, '-' without a mean)."""
-    if mean is None:
-        return '-'
-    return f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else '')
-
-
-def print_compare_samples(cmp, budget):
-    headers = ['variant', 'temp', 'iters', 'fwd/sample', 'ref bits/char', 'entropy', 'distinct 4g', 'valid words']
-    rows = [[c['variant'], c['temperature'], c['iterations'], c['forward_passes_per_sample']['mean'],
-             *(pm(c['metrics'][key]['mean'], c['metrics'][key]['se']) for key in COMPARE_METRICS)]
-            for c in cmp['cells'] if c['budget'] == budget]
-    v = cmp['validation_text']['metrics']
-    rows.append(['validation text', None, None, None, *(pm(v[key]['mean'], v[key]['se']) for key in COMPARE_METRICS)])
-    print_table(f"compare at {budget} forward passes per sample: {cmp['num_samples']} samples x {cmp['sequence_length']}"
-                f" chars per cell, mean ± SE over {len(cmp['seeds'])} seeds", headers, rows,
-                digits=[0, 2, 0, 1, 0, 0, 0, 0])
-
-
-def verdict(ranking):
-    """One line: the best variant with a learned remasker against the best without one."""
-    best, d = f"best with a learned remasker: {ranking['best_learned'] or 'none in range'}; best without: " \
-              f"{ranking['best_without'] or 'none in range'}", ranking['difference']
-    if d is None:
-        return f"  {best}"
-    pairing = 'paired by seed' if d['paired'] else 'unpaired'
-    if d['significant'] is None:
-        outcome = 'no standard error (one seed): no verdict'
-    elif not d['significant']:
-        outcome = f"within {compare.SIGNIFICANT_SE:g} SE: no clear difference"
-    else:
-        outcome = (f"more than {compare.SIGNIFICANT_SE:g} SE: the learned remasker "
-                   f"{'wins' if ranking['learned_wins'] else 'loses'}")
-    return f"  {best}\n  learned - without = {pm(d['difference'], d['se'])} bits/char ({pairing}), {outcome}"
-
-
-def print_frontier(cmp, budget):
-    readings, ranking = cmp['frontier'][budget], cmp['ranking'][budget]
-    learned = {v['name']: v['learned'] for v in cmp['variants']}
-    rows = [[rank, name, 'yes' if learned[name] else 'no', pm(readings[name]['bits_per_char'], readings[name]['se']),
-             f"{readings[name]['seeds_in_range']}/{readings[name]['seeds']}", ', '.join(readings[name]['how'])]
-            for rank, name in enumerate(ranking['order'], 1)]
-    print_table(f"matched diversity at {budget} forward passes: reference bits/char read off each variant's frontier "
-                f"at the validation text's character entropy {cmp['target_entropy']:.3f} bits "
-                f"(± {cmp['entropy_tolerance']} bits), mean ± SE over seeds",
-                ['rank', 'variant', 'learned remasker', 'ref bits/char', 'seeds in range', 'read'], rows)
-    print(verdict(ranking))
-
-
-def print_compare_detection(det):
-    low, high = det['fill_ratio_range']
-    rows = [[name, pm(a['mean'], a['se']), '  '.join(fmt(v, 3) for v in a['per_seed'].values())]
-            for name, a in det['auroc'].items()]
-    print_table(f"detector on the sampler's own fills: per seed, {det['rows']} validation windows of "
-                f"{det['window_length']} chars masked at {low}-{high} and filled by sampling from the unmasking model "
-                f"at temperature 1; wrong fills {pm(det['wrong_share']['mean'], det['wrong_share']['se'])}; "
-                f"AUROC over the filled positions, mean ± SE across seeds", ['score', 'AUROC', 'per seed'], rows)
-
-
-def print_curve(curve):
-    def cell(row, name, digits=3, scale=1.0):
-        mean, se = row[name]
-        if mean is None:
-            return '-'
-        se = ec.error_bar(row, name) if name in row['within_se'] else se
-        return f"{mean * scale:.{digits}f}" + ('' if se is None or math.isnan(se) else f" ± {se * scale:.{digits}f}")
-    rows = [[f"{row['scale']}x", f"{row['tokens']:,}", row['seeds'], cell(row, 'nelbo'), cell(row, 'ar'),
-             cell(row, 'relative_gap', 1, 100.0), cell(row, 'nelbo_train'), cell(row, 'ar_train'),
-             cell(row, 'ref_bits', 2), cell(row, 'entropy', 2), cell(row, 'valid_words', 2)]
-            for row in curve['rows']]
-    print_table("\ncompute curve: bits/char on the validation split (and on as many windows of the training split); "
-                "± across seeds (one seed: across windows)",
-                ['scale', 'tokens', 'seeds', 'NELBO', 'AR', 'relative gap %', 'NELBO train', 'AR train',
-                 'sample ref bits', 'entropy', 'valid words'], rows)
-    trend = curve['trend']
-    if trend['slope_per_doubling'] is not None:
-        print(f"relative gap: {100 * trend['slope_per_doubling']:+.2f} ± {100 * trend['slope_se']:.2f} points per "
-              f"doubling of training tokens (least squares over every run)")
-    for target, where in trend['crossings'].items():
-        print(f"gap under {100 * float(target):.0f}%: " +
-              (f"at {where['tokens']:,.0f} training tokens ({where['how']})" if where else "not reached, and the trend does not fall"))
-    if 'plot' in curve:
-        print(f"wrote the plot to {curve['plot']}")
-
-
-def print_compare(cmp):
-    for budget in cmp['budgets']:
-        print_compare_samples(cmp, budget)
-    for budget in cmp['budgets']:
-        print_frontier(cmp, budget)
-    print_compare_detection(cmp['detection'])
-
-
-# -----------------------------------------------------------------------------
-
-# -----------------------------------------------------------------------------
-# curve: models of one recipe at several training budgets
-
-def run_finished(run_dir):
-    """Whether a run's ckpt.pt has reached the max_iters its config asked for."""
-    path = os.path.join(run_dir, LATEST_NAME)
-    if not os.path.exists(path):
-        return False
-    checkpoint = load_checkpoint(path)  # memory-mapped: only two small entries are read
-    return checkpoint['iter_num'] >= checkpoint['config']['max_iters']
-
-
-def train_windows(corpus, length, n, device):
-    """(n, length) windows of the training split at evenly spaced starts: the validation split's count,
-    so the two splits are scored alike (a model that memorises the training text scores better there)."""
-    ids = torch.from_numpy(corpus.train_ids)
-    starts = torch.from_numpy(np.linspace(0, len(ids) - length, n).astype(np.int64))
-    return ids.unfold(0, length, 1)[starts].to(device, torch.long)  # (n, length)
-
-
-def evaluate_point(cfg, runs, device):
-    """One point of the curve: the fair comparison of the diffusion run with its autoregressive twin on
-    the validation split and on the training split, and samples of the confidence sampler."""
-    point_cfg = Config(dict(cfg, out_dir=runs['diffusion'], checkpoint_name=None, reference_out_dir=runs['ar'],
-                            reference_checkpoint_name='newest', remasking_checkpoint_name=None, sequence_length=None))
-    models = load_models(point_cfg, device)
-    corpus = load_corpus(models.checkpoint, device)
-    length, saved = models.checkpoint['model_args']['block_size'], models.checkpoint['config']
-    val = val_windows(corpus.val_ids, length)
-    train = train_windows(corpus, length, len(val), device)
-    texts, tokens, passes, _ = generate_in_mode(point_cfg, models, 'confidence', cfg.forward_budget, device)
-    samples = dict(sampler='confidence', choice_temperature=cfg.choice_temperature, forward_passes=passes,
-                   num_samples=cfg.num_samples, **text_metrics(texts, tokens, models, corpus, point_cfg, copies=False),
-                   texts=texts[:4])
-    return dict(checkpoint=models.path, reference_checkpoint=models.reference_path,
-                iters=models.checkpoint['iter_num'],
-                tokens=models.checkpoint['iter_num'] * saved['batch_size'] * saved['block_size'] *
-                saved['gradient_accumulation_steps'],
-                val=loss_report(point_cfg, models, val, device), train=loss_report(point_cfg, models, train, device),
-                samples=samples)
-
-
-def curve_report(cfg, device):
-    """Every finished point of curve_dir (each evaluated once, then read back from its cached report), the
-    table rows (mean ± SE across seeds), the gap's trend and crossings, and the plot."""
-    points = ec.find_points(cfg.curve_dir, run_finished)
-    if not points:
-        raise UserError(f"{cfg.curve_dir} has no finished pair of runs diffusion-s<seed>-x<scale> and ar-s<seed>-x<scale>")
-    reports = {}
-    os.makedirs(os.path.dirname(ec.point_report_path(cfg.curve_dir, 0, 0)), exist_ok=True)
-    for (seed, scale), runs in points.items():
-        path = ec.point_report_path(cfg.curve_dir, seed, scale)
-        if not os.path.exists(path):
-            print(f"evaluating seed {seed} at {scale}x: {runs['diffusion']} against {runs['ar']}")
-            atomic_json(evaluate_point(cfg, runs, device), path)
-        with open(path, encoding='utf-8') as f:
-            reports[(seed, scale)] = json.load(f)
-    out = dict(points={f"s{seed}-x{scale}": report for (seed, scale), report in reports.items()},
-               rows=ec.curve_rows(reports), trend=ec.gap_trend(reports))
-    if cfg.plot:
-        out['plot'] = cfg.plot_file or os.path.join(cfg.curve_dir, 'compute_curve.png')
-        ec.plot_curve(import_pyplot(), out['rows'], out['plot'],
-                      f"{os.path.basename(os.path.normpath(cfg.curve_dir))}: masked diffusion against autoregression")
-    return out
-
 
 def main(argv=None):
     cfg = load_config(DEFAULTS, argv or [], other_keys=provider_keys_if_known)
@@ -1030,15 +258,17 @@ def main(argv=None):
     if 'test' in wanted:
         report['test'] = eval_test_split.test_report(cfg, models, device)
         eval_test_split.print_test(report['test'], models.path)
-    if cfg.output_file:
-        atomic_json(report, cfg.output_file)
-        print(f"wrote the report to {cfg.output_file}")
-    return report
+    return write_report(cfg, report)
 
 
 def curve_main(cfg, device):
-    report = dict(curve=curve_report(cfg, device), settings=dict(cfg))
-    print_curve(report['curve'])
+    """sections=curve: the points of curve_dir, each with the models load_models finds in its two runs."""
+    report = dict(curve=eval_curve.curve_report(cfg, device, load_models), settings=dict(cfg))
+    eval_curve.print_curve(report['curve'])
+    return write_report(cfg, report)
+
+
+def write_report(cfg, report):
     if cfg.output_file:
         atomic_json(report, cfg.output_file)
         print(f"wrote the report to {cfg.output_file}")

@@ -16,9 +16,10 @@ Generate text from trained checkpoints, with one of these samplers:
   edit       for models trained with full targets on random-replacement corruption: start from random
              characters and edit: substitute, delete, insert and re-noise, for max_iterations rounds.
 
-The loops live in generate.py; this script reads the settings, loads the models and prints the text
-(on a terminal it draws the text materialising in place, and animation_file draws the same frames
-into a GIF; docs/sampling.md has every setting).
+The loops live in generate.py and the settings checks and checkpoint loading in generate_setup.py; this
+script reads the settings, loads the models and prints the text (on a terminal it draws the text
+materialising in place, and animation_file draws the same frames into a GIF; docs/sampling.md has every
+setting).
 
 $ python sample.py                                   # newest unmasking checkpoint in out_dir
 $ python sample.py --use_intelligent_remasking=True --remasking_checkpoint_name=ckpt_remasking_all_positions_5000.pt
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 import generate
+import generate_setup
 import sampling_animation
 import sampling_log
 from common import UserError, autocast_context, resolve_device, resolve_dtype, run_cli
@@ -49,7 +51,9 @@ remasking_out_dir = None         # where the remasking model lives; None = out_d
 sampler = 'auto'                 # 'auto' | 'diffusion' | 'mdlm' | 'confidence' | 'remdm' | 'edit'
                                  # auto = edit for full-target random-replacement models; else diffusion when one of
                                  # the seed's remasking settings (the use_*_remasking flags, a threshold, a remasking
-                                 # checkpoint) is set; else confidence, which measured best at the default budget
+                                 # checkpoint) is set (a merged model scores with its own [WRONG] head); else what
+                                 # measured best at the default budget: confidence, or for a merged model remdm
+                                 # by its own [WRONG] scores
 trust_checkpoint_pickle = False  # True: open checkpoints that only full unpickling opens (can run code: files you trust)
 # what to generate
 start = ''                       # fixed prompt at the start of every sample, never changed; 'FILE:path' reads a file
@@ -73,7 +77,8 @@ choice_temperature = 4.5         # confidence: Gumbel noise on the ranking of th
                                  # (MaskGIT's default); 0 = the pure confidence order (LLaDA's low-confidence remasking)
 remdm_eta = 0.05                 # remdm: a decoded character is masked again with p = min(remdm_eta, what the schedule allows)
 remdm_window = (0.0, 1.0)        # remdm: the part of the run (0 = first iteration, 1 = last) in which it remasks
-remdm_score = 'random'           # remdm: which decoded characters: 'random' | 'confidence' | 'wrong' (merged checkpoints)
+remdm_score = None               # remdm: which decoded characters: 'random' | 'confidence' | 'wrong' (merged checkpoints);
+                                 # None = 'wrong' on a merged checkpoint, else 'random'
 # edit loop (random-replacement models)
 max_iterations = 30
 insert_ratio_start = 0.04        # insertions per round, as a fraction of the editable span
@@ -121,7 +126,7 @@ class Run:
 
 def warn_ignored(cfg, sampler, mode):
     """One line naming the changed settings this sampler / mode does not read, and who reads them."""
-    ignored = generate.ignored_settings(cfg, DEFAULTS, sampler, mode)
+    ignored = generate_setup.ignored_settings(cfg, DEFAULTS, sampler, mode)
     if ignored:
         used = f"sampler={sampler!r}" + (f" in {mode} mode" if mode else "")
         print(f"warning: {used} does not read " + '; '.join(f"{key}={cfg[key]!r} (read by {reader})"
@@ -133,23 +138,23 @@ def warn_ignored(cfg, sampler, mode):
 def load_run(cfg, argv=None):
     """Check the settings, load the checkpoint(s) and build the models (cfg.sequence_length is settled).
     `argv`: the command-line arguments, for errors that name the command that works."""
-    generate.check_common_settings(cfg)
+    generate_setup.check_common_settings(cfg)
     sampling_animation.check_settings(cfg)
-    path, ckpt = generate.load_unmasking_checkpoint(cfg)
+    path, ckpt = generate_setup.load_unmasking_checkpoint(cfg)
     merged = ckpt.get('training_type') == 'merged'
-    sampler, mode = generate.sampler_and_mode(cfg, ckpt, path, argv)
-    generate.refuse_second_remasker(cfg, path, ckpt)
+    sampler, mode = generate_setup.sampler_and_mode(cfg, ckpt, path, argv)
+    generate_setup.refuse_second_remasker(cfg, path, ckpt)
     warn_ignored(cfg, sampler, mode)
-    wants_remasker = generate.reads_remasker(sampler, mode)  # else a remasking model is never loaded, nor run
-    rpath, rckpt = generate.load_remasking_checkpoint(cfg, path, ckpt) if wants_remasker else (None, None)
-    generate.resolve_sequence_length(cfg, ckpt, rckpt)
-    generate.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
+    wants_remasker = generate_setup.reads_remasker(sampler, mode)  # else a remasking model is never loaded, nor run
+    rpath, rckpt = generate_setup.load_remasking_checkpoint(cfg, path, ckpt) if wants_remasker else (None, None)
+    generate_setup.resolve_sequence_length(cfg, ckpt, rckpt)
+    generate_setup.check_pair(path, ckpt, rpath, rckpt, cfg.sequence_length)
     vocab = generate.Vocab.from_meta(ckpt['meta'])
     device = resolve_device(cfg.device)
     prompt = generate.encode_prompt(cfg.start, vocab.stoi, device)
     generate.check_prompt_fits(prompt, cfg.sequence_length)
     ctx = autocast_context(device, resolve_dtype(cfg.dtype, device))
-    unmasker, remasker = (generate.load_forward(c, device, ctx, cfg.compile) for c in (ckpt, rckpt))
+    unmasker, remasker = (generate_setup.load_forward(c, device, ctx, cfg.compile) for c in (ckpt, rckpt))
     if merged and sampler == 'diffusion':
         remasker = unmasker  # one model, one forward pass: fills and [WRONG] scores together
     return Run(sampler, mode, path, rpath, merged, device, vocab, prompt, unmasker, remasker,
@@ -205,14 +210,14 @@ def run_sampler(cfg, run, generator, log):
     return tokens, per_sample
 
 
-def describe(run):
+def describe(run, cfg):
     """The first line of the output: what generates, with what."""
     line = f"{run.sampler} sampling with {run.path}"
     if run.remasking_path:
         line += f" and {run.remasking_path}"
     if run.merged:
-        line += " (merged: [MASK] fills and [WRONG] scores from one forward pass)" if run.sampler == 'diffusion' \
-            else " (merged)"
+        scored = run.sampler == 'diffusion' or (run.sampler == 'remdm' and cfg.remdm_score == 'wrong')
+        line += " (merged: [MASK] fills and [WRONG] scores from one forward pass)" if scored else " (merged)"
     return line + (f" | remasking mode: {run.mode}" if run.mode else "")
 
 
@@ -221,7 +226,7 @@ def main(argv=None):
     cfg = load_config(DEFAULTS, argv, other_keys=provider_keys_if_known)
     torch.manual_seed(cfg.seed)
     run = load_run(cfg, argv)
-    print(describe(run))
+    print(describe(run, cfg))
     log, live = make_logger(cfg, run)
     recorder = make_recorder(cfg, run, log)
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed)

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generate  # noqa: E402
+import generate_setup  # noqa: E402
 from checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from common import autocast_context, resolve_dtype  # noqa: E402
 from configurator import Config  # noqa: E402
@@ -47,13 +48,13 @@ MODES = {  # name -> (sampler, settings, remasker: None | 'separate' | 'merged' 
     'edit': ('edit', dict(), None),
 }
 # sample.py's defaults for the settings the loops read (a test keeps them equal), so the bench
-# measures what a user gets
+# measures what a user gets (remdm_score=None: ReMDM's random rule, as on the unmasking model remdm runs here)
 LOOP_SETTINGS = dict(temperature=1.0, top_k=None, remasking_schedule='linear', start_ratio=1.0, end_ratio=0.1,
                      use_intelligent_remasking=False, use_mixed_remasking=False, remasking_confidence_threshold=None,
                      insert_ratio_start=0.04, insert_ratio_end=0.0, delete_ratio_start=0.04, delete_ratio_end=0.0,
                      noise_start=0.1, noise_end=0.0, insert_schedule='cosine', delete_schedule='cosine',
                      noise_schedule='cosine', cooling_distance=2, cooling_iterations=1, reveal_schedule='linear',
-                     remdm_eta=0.05, remdm_window=(0.0, 1.0), remdm_score='random', choice_temperature=4.5)
+                     remdm_eta=0.05, remdm_window=(0.0, 1.0), remdm_score=None, choice_temperature=4.5)
 
 
 def random_models(block_size, device):
@@ -93,7 +94,7 @@ def run_mode(name, models, vocab, device, ctx, num_samples, length, iterations):
     sync()
     t0 = time.perf_counter()
     if kind == 'diffusion':
-        tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate.remasking_mode(cfg),
+        tokens, _ = generate.diffusion_generate(unmasker, remasker, prompt, cfg, generate_setup.remasking_mode(cfg),
                                                 ids, generator)  # log=None: no verbose statistics
     elif kind in generate.FIELD_SAMPLERS:
         tokens, _ = generate.field_generate(unmasker, prompt, cfg, kind, ids, generator)

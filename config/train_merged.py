@@ -7,6 +7,7 @@
 # Train the unmasking model first (the provider waits for it):
 #   python train.py config/train_shakespeare_char_quick.py
 #   python train.py config/train_merged.py
+#   python sample.py --out_dir=out-merged    # remdm by its own [WRONG] scores; the seed's flags work too
 #   python evaluate.py --out_dir=out-merged --checkpoint_name=ckpt_merged_800.pt
 # See docs/model.md and docs/inference_replacement.md.
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import generate
+import generate_setup
 import sample
 import sampling_animation
 import sampling_log
@@ -17,7 +18,7 @@ PROMPT = 'to be'
 COLUMNS = 12  # narrower than a sample: every sample wraps
 SAMPLERS = {  # name: (checkpoint meta, sample.py arguments)
     **{f'diffusion-{mode}': ({}, ['--sampler=diffusion', '--diffusion_iterations=5',
-                                  *(f'--{k}={v}' for k, v in generate.mode_settings(mode, 0.5).items()
+                                  *(f'--{k}={v}' for k, v in generate_setup.mode_settings(mode, 0.5).items()
                                     if v is not None)])
        for mode in generate.REMASKING_MODES},
     # a threshold no score of the random tiny model reaches: every sample converges at once, one frame

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import compare
+import eval_common
+import eval_compare
 import evaluate
 import generate
 from common import UserError
@@ -179,15 +181,15 @@ def test_sampler_states_fill_by_sampling_and_keep_the_rest():
 def test_detection_scores_the_samplers_own_wrong_fills():
     # clean text of 'a' only: a fill is wrong exactly when it drew 'b' (p = 0.3), where the unmasking
     # model's doubt 1 - p(fill) = 0.7 tops every right fill's 0.3: AUROC 1 for the confidence score
-    corpus = evaluate.Corpus('', 'a' * 3000, torch.full((3000,), A), set())
-    cm = evaluate.CompareModels(two_letters, generate.Vocab.from_meta(VOCAB), dict(good=flags(B), inverted=flags(A)),
-                                {}, merged=flags(B))
+    corpus = eval_common.Corpus('', 'a' * 3000, torch.full((3000,), A), set())
+    cm = eval_compare.CompareModels(two_letters, generate.Vocab.from_meta(VOCAB), dict(good=flags(B), inverted=flags(A)),
+                                    {}, merged=flags(B))
     cfg = Config(sequence_length=30, detection_rows=40, compare_fill_ratio_range=(0.1, 1.0), eval_batch_size=16)
-    windows = evaluate.val_windows(corpus.val_ids, 30)
-    state, filled, p_fill, wrong = evaluate.detector_states(cfg, cm, windows, seed=5)
+    windows = eval_common.val_windows(corpus.val_ids, 30)
+    state, filled, p_fill, wrong = eval_compare.detector_states(cfg, cm, windows, seed=5)
     assert state.shape == (40, 30) and torch.equal(wrong, state[filled] != A)
     assert filled.sum(1).min() >= 3 and filled.sum(1).max() <= 30  # round(0.1 * 30) .. 30 per row
-    report = evaluate.detection_by_seed(cfg, cm, corpus, seeds=[1, 2, 3])
+    report = eval_compare.detection_by_seed(cfg, cm, corpus, seeds=[1, 2, 3])
     auroc = report['auroc']
     assert set(auroc) == {'confidence@unmasking', 'wrong@good', 'wrong@inverted', 'wrong@merged'}
     assert auroc['confidence@unmasking']['per_seed'] == {1: 1.0, 2: 1.0, 3: 1.0}

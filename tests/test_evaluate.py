@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 
 import eval_metrics as em
+import eval_remasking
 import evaluate
-from checkpoints import save_checkpoint
+import generate
+from checkpoints import load_checkpoint, save_checkpoint
 from common import UserError
 from configurator import load_config
 from data.corpus import build_vocab, encode
@@ -163,10 +165,10 @@ def test_precision_recall_f1_by_hand():
 
 def test_random_corruption_never_keeps_the_character():
     clean = windows(64, 32)  # (64, 32)
-    x, wrong = evaluate.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
+    x, wrong = eval_remasking.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
     assert x.shape == clean.shape and torch.equal(wrong, x != clean) and (x < N_REAL).all()
     assert float(wrong.float().mean()) == pytest.approx(0.3, abs=0.03)  # every picked position changed
-    again, _ = evaluate.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
+    again, _ = eval_remasking.corrupt_random(clean, 0.3, N_REAL, torch.Generator().manual_seed(0))
     assert torch.equal(x, again)
 
 
@@ -325,6 +327,27 @@ def test_evaluate_takes_a_merged_model_as_its_own_remasker(tiny_runs, tiny_corpu
     with pytest.raises(UserError, match='merged model'):
         evaluate.main([f'--out_dir={tmp_path}', f'--remasking_out_dir={tiny_runs / "remask"}',
                        '--remasking_checkpoint_name=newest', '--sections=samples', *TINY_ARGS])
+
+
+def test_evaluate_samples_a_merged_checkpoint_by_its_own_scores(tiny_runs, tiny_corpus, tmp_path, monkeypatch):
+    # config/train_merged.py's checkpoint: its queue (sampler_states) has full targets on a mask-free corruption,
+    # as an edit model's has; remdm reads its own [WRONG] head as sample.py's sampler='auto' does (issue 19)
+    path = tmp_path / 'ckpt_merged_10.pt'
+    save_tiny(path, tiny_corpus, 'merged')
+    ckpt = load_checkpoint(str(path))
+    ckpt['meta'] = dict(ckpt['meta'], corruption_type='sampler_states', label_semantics='full')
+    save_checkpoint(ckpt, str(path))
+    seen, real = [], generate.choose_decoded_remask
+    monkeypatch.setattr(generate, 'choose_decoded_remask', lambda kind, *args: seen.append(kind) or real(kind, *args))
+    report = evaluate.main([f'--out_dir={tmp_path}', f'--reference_out_dir={tiny_runs / "none"}',
+                            '--sections=samples', *TINY_ARGS])
+    assert report['settings']['remdm_score'] == 'wrong' and set(seen) == {'wrong'}
+    assert report['samples']['score'] == 'merged_model'  # the diffusion loop's modes: its own scores too
+    assert report['samples']['modes']['remdm']['forward_passes_per_sample'] == 6
+    seen.clear()
+    report = evaluate.main([f'--out_dir={tiny_runs / "unmask"}', f'--reference_out_dir={tiny_runs / "none"}',
+                            '--sections=samples', *TINY_ARGS])
+    assert report['settings']['remdm_score'] == 'random' and set(seen) == {'random'}  # ReMDM's own rule
 
 
 @pytest.mark.parametrize('args, message', [

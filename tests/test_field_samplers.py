@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 import generate
+import generate_setup
 import sample
 import sampling_utils as su
 from common import UserError
@@ -232,7 +233,7 @@ def test_field_sampler_same_seed_same_text(sampler):
 def test_field_settings_are_checked(overrides, message):
     cfg = cfg_with(**overrides)
     with pytest.raises(UserError, match=message):
-        generate.check_field_settings(cfg, cfg.sampler, merged=False)
+        generate_setup.check_field_settings(cfg, cfg.sampler, merged=False)
 
 
 # -----------------------------------------------------------------------------
@@ -367,3 +368,89 @@ def test_cli_field_samplers_verbose(tmp_path, capsys, sampler):
     assert f'{sampler} sampling with' in out and out.count('| revealed') == 5
     assert all(t.startswith('to') and len(t) == 24 and '[' not in t for t in texts)
     assert all(s['iterations'] == 5 and s['revealed'] == 22 + s['remasked'] for s in stats)
+
+
+# -----------------------------------------------------------------------------
+# a merged checkpoint as config/train_merged.py writes it (issue 19): its queue has full targets on a mask-free
+# corruption (sampler_states), as an edit model's has, and yet it is an unmasking model with its own [WRONG] head
+
+MERGED_QUEUE = dict(dataset='char_sampler_states', corruption_type='sampler_states', label_semantics='full',
+                    mixture_has_mask=True)
+MERGED_ARGS = ['--num_samples=2', '--sequence_length=24', '--diffusion_iterations=4', '--live=False']
+
+
+@pytest.fixture
+def merged_dir(tmp_path):
+    save_tiny(tmp_path, 'ckpt_merged_100.pt', training_type='merged', **MERGED_QUEUE)
+    return tmp_path
+
+
+def remdm_scores_seen(monkeypatch):
+    """The remdm_score of every choose_decoded_remask call from now on."""
+    seen, real = [], generate.choose_decoded_remask
+    monkeypatch.setattr(generate, 'choose_decoded_remask', lambda kind, *args: seen.append(kind) or real(kind, *args))
+    return seen
+
+
+def last_line(path):
+    return json.loads(path.read_text().splitlines()[-1])
+
+
+def test_auto_samples_a_merged_checkpoint_with_remdm_by_its_own_wrong_scores(merged_dir, capsys, monkeypatch):
+    seen = remdm_scores_seen(monkeypatch)
+    out = merged_dir / 'samples.jsonl'
+    texts, _ = sample.main([f'--out_dir={merged_dir}', *MERGED_ARGS, f'--output_file={out}'])
+    printed = capsys.readouterr()
+    assert printed.out.startswith('remdm sampling with') and 'ckpt_merged_100.pt (merged: [MASK] fills and [WRONG] ' \
+        'scores from one forward pass)' in printed.out
+    assert 'warning' not in printed.err and all(len(t) == 24 and '[' not in t for t in texts)
+    line = last_line(out)
+    assert line['sampler'] == 'remdm' and line['settings']['remdm_score'] == 'wrong' and line['merged']
+    assert line['forward_passes_per_sample'] == 4 and set(seen) == {'wrong'}  # one pass per iteration
+    # a rule named by hand is kept; on an unmasking checkpoint remdm_score=None is ReMDM's random rule
+    sample.main([f'--out_dir={merged_dir}', *MERGED_ARGS, f'--output_file={out}', '--remdm_score=confidence'])
+    assert last_line(out)['settings']['remdm_score'] == 'confidence' and seen[-1] == 'confidence'
+    unmasking_dir = merged_dir / 'unmasking'
+    unmasking_dir.mkdir()
+    save_tiny(unmasking_dir, 'ckpt_unmasking_100.pt')
+    sample.main([f'--out_dir={unmasking_dir}', *MERGED_ARGS, f'--output_file={out}', '--sampler=remdm'])
+    assert last_line(out)['settings']['remdm_score'] == 'random' and seen[-1] == 'random'
+
+
+def test_the_edit_loop_refuses_a_merged_checkpoint(merged_dir, capsys, monkeypatch):
+    code, err = run_cli(capsys, monkeypatch, [f'--out_dir={merged_dir}', '--sampler=edit'])
+    assert code == 2 and len(err) == 1 and 'is a merged model' in err[0] and "sampler='auto'" in err[0], err
+
+
+def sample_outcome(folder, flags):
+    """('ran', sampler, mode, score source) or ('error', the message with `folder` left out) of sample.py."""
+    out = folder / 'samples.jsonl'
+    try:
+        sample.main([f'--out_dir={folder}', *MERGED_ARGS, f'--output_file={out}', *flags])
+    except UserError as e:
+        return 'error', str(e).replace(str(folder), '<out_dir>')
+    line = last_line(out)
+    return 'ran', line['sampler'], line['mode'], line['stats']['final_wrong_prob']['source']
+
+
+@pytest.mark.parametrize('flags', [
+    ['--use_intelligent_remasking=True'],  # each of the seed's flags alone...
+    ['--use_mixed_remasking=True'],
+    ['--remasking_confidence_threshold=0.5'],
+    ['--use_intelligent_remasking=True', '--remasking_confidence_threshold=0.5'],  # ...and as the guide sets them
+    ['--use_intelligent_remasking=True', '--use_mixed_remasking=True', '--remasking_confidence_threshold=0.5'],
+], ids=lambda flags: '+'.join(f.split('=')[0].lstrip('-') for f in flags))
+def test_the_seed_flags_drive_the_diffusion_loop_on_a_merged_checkpoint(merged_dir, capsys, flags):
+    # the same mode or the same error as on an unmasking checkpoint, never the edit loop's, and no --sampler:
+    # the merged model scores with its own [WRONG] head, in the pass that fills
+    unmasking_dir = merged_dir / 'unmasking'
+    unmasking_dir.mkdir()
+    save_tiny(unmasking_dir, 'ckpt_unmasking_100.pt')
+    merged, unmasking = sample_outcome(merged_dir, flags), sample_outcome(unmasking_dir, flags)
+    assert 'edit' not in ' '.join(map(str, merged))
+    if unmasking[0] == 'error':
+        assert merged == unmasking
+    else:
+        assert merged[:3] == unmasking[:3] and merged[1] == 'diffusion'
+        assert (merged[3], unmasking[3]) == ('merged_model', 'unmasking_confidence')
+    capsys.readouterr()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import eval_metrics as em
-import generate
+import generate_setup
 import sample
 import sampling_log
 import sampling_utils as su
@@ -86,8 +86,8 @@ def test_settings_of_another_sampler_are_warned_once(unmasking_dir, capsys):
 def test_random_mode_neither_loads_nor_runs_a_remasking_model(unmasking_dir, capsys, monkeypatch):
     save_tiny(unmasking_dir, 'ckpt_remasking_all_positions_100.pt', training_type='remasking')
     loaded = []
-    real_load = generate.load_remasking_checkpoint
-    monkeypatch.setattr(generate, 'load_remasking_checkpoint', lambda *a: loaded.append(a) or real_load(*a))
+    real_load = generate_setup.load_remasking_checkpoint
+    monkeypatch.setattr(generate_setup, 'load_remasking_checkpoint', lambda *a: loaded.append(a) or real_load(*a))
     out = unmasking_dir / 'samples.jsonl'
     sample.main([f'--out_dir={unmasking_dir}', *QUICK, '--remasking_checkpoint_name=newest', f'--output_file={out}'])
     err = capsys.readouterr().err
@@ -101,12 +101,12 @@ def test_random_mode_neither_loads_nor_runs_a_remasking_model(unmasking_dir, cap
 def test_ignored_settings_know_what_each_sampler_reads():
     defaults = dict(sample.DEFAULTS)
     cfg = Config(dict(defaults, start_ratio=0.5, remasking_schedule='cosine', remdm_eta=0.1))
-    assert [k for k, _ in generate.ignored_settings(cfg, defaults, 'diffusion', 'threshold')] == \
+    assert [k for k, _ in generate_setup.ignored_settings(cfg, defaults, 'diffusion', 'threshold')] == \
         ['remasking_schedule', 'remdm_eta', 'start_ratio']
-    assert [k for k, _ in generate.ignored_settings(cfg, defaults, 'diffusion', 'random')] == ['remdm_eta']
-    assert [k for k, _ in generate.ignored_settings(cfg, defaults, 'remdm', None)] == ['remasking_schedule']
+    assert [k for k, _ in generate_setup.ignored_settings(cfg, defaults, 'diffusion', 'random')] == ['remdm_eta']
+    assert [k for k, _ in generate_setup.ignored_settings(cfg, defaults, 'remdm', None)] == ['remasking_schedule']
     # every key a sampler can ignore is a sample.py key (a typo here would never warn)
-    assert set(generate.READERS) <= set(defaults)
+    assert set(generate_setup.READERS) <= set(defaults)
 
 
 # -----------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_ignored_settings_know_what_each_sampler_reads():
 
 def test_docs_describe_the_categorical_draw_the_code_makes():
     docs = os.path.join(REPO_ROOT, 'docs')
-    for name in os.listdir(docs):
+    for name in (n for n in os.listdir(docs) if n.endswith('.md')):  # docs/ also holds pictures
         text = open(os.path.join(docs, name), encoding='utf-8').read()
         assert 'torch.multinomial' not in text, f"docs/{name} says draws use torch.multinomial; the code inverts a CDF"
     sampling = open(os.path.join(docs, 'sampling.md'), encoding='utf-8').read()
@@ -148,7 +148,7 @@ def test_mixed_mode_error_names_the_full_command_that_works(unmasking_dir, capsy
 
 def test_command_line_replaces_the_keys_it_sets_and_quotes():
     argv = ['config/x.py', '--use_intelligent_remasking=False', '--start=ROMEO: hi']
-    assert generate.command_line(argv, use_intelligent_remasking=True) == \
+    assert generate_setup.command_line(argv, use_intelligent_remasking=True) == \
         "python sample.py config/x.py '--start=ROMEO: hi' --use_intelligent_remasking=True"
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 import generate
+import generate_setup
 import sample
 import sampling_utils as su
 from checkpoints import save_checkpoint
@@ -214,7 +215,7 @@ def test_categorical_draws_match_the_distribution_rare_tokens_included():
     ('mixed', dict(use_intelligent_remasking=True, use_mixed_remasking=True, remasking_confidence_threshold=0.5)),
 ])
 def test_every_mode_reconstructs_the_text_with_a_prompt(mode, overrides):
-    assert generate.remasking_mode(cfg_with(**overrides)) == mode
+    assert generate_setup.remasking_mode(cfg_with(**overrides)) == mode
     prompt = TEXT[:9]
     for remasker in (RemaskOracle(), None):  # with a remasking model and with the fallback
         tokens, _, _ = run_diffusion(mode, Oracle(), remasker, prompt=prompt, **overrides)
@@ -294,14 +295,14 @@ def test_contradictory_flags_are_rejected():
                   dict(remasking_confidence_threshold=0.1),
                   dict(use_intelligent_remasking=True, remasking_confidence_threshold=1.5)):
         with pytest.raises(UserError):
-            generate.remasking_mode(cfg_with(**flags))
+            generate_setup.remasking_mode(cfg_with(**flags))
 
 
 def test_mode_names_and_flags_are_one_mapping():
     # evaluate.py selects a mode by name, sample.py reads it back from the flags: both ways must agree
     for mode in generate.REMASKING_MODES:
-        assert generate.remasking_mode(cfg_with(**generate.mode_settings(mode, 0.3))) == mode
-    assert generate.mode_settings('intelligent', 0.3)['remasking_confidence_threshold'] is None
+        assert generate_setup.remasking_mode(cfg_with(**generate_setup.mode_settings(mode, 0.3))) == mode
+    assert generate_setup.mode_settings('intelligent', 0.3)['remasking_confidence_threshold'] is None
 
 
 def test_prompt_encoding_and_decoding():
