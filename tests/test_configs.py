@@ -56,5 +56,6 @@ def test_script_keys_read_from_source_are_its_defaults(script):
 
 @pytest.mark.parametrize('group', [QUICK, BABY], ids=['quick', 'nanoGPT-scale'])
 def test_configs_used_together_share_architecture_and_optimiser(group):
-    settings = {name: tuple(train.resolve_config([config_path(name)])[0][k] for k in SHARED) for name in group}
+    resolved = {name: train.resolve_config([config_path(name)])[0] for name in group}  # one resolve per config
+    settings = {name: tuple(cfg[k] for k in SHARED) for name, cfg in resolved.items()}
     assert len(set(settings.values())) == 1, settings
