@@ -14,6 +14,14 @@ from data.corpus import build_vocab
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One torch thread in the test processes and the scripts they start, unless OMP_NUM_THREADS says otherwise: on
+# these tiny tensors more threads mostly wait for each other (test_compare.py's evaluate.py run: 4 CPU-seconds with
+# one thread, 10-18 with two, on a busy 2-core machine), and pytest-xdist keeps every core busy with a test process.
+if 'OMP_NUM_THREADS' not in os.environ:
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+
 SHARED_CORPUS = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'tinyshakespeare', 'input.txt')
 
 
