@@ -15,7 +15,7 @@ from curriculum import (DEFAULT_STALE_COUNT, RunCurriculum, StageCurriculum, che
                         start_curriculum)
 from test_providers import make_file, make_provider
 from test_train import train_args
-from conftest import run_script
+from conftest import run_main
 
 # (validation loss, the stage after it was observed) with val_loss_stale_count 2, 3, 1
 SEQUENCE = [
@@ -135,7 +135,7 @@ def test_train_switches_stage_and_resume_keeps_it(tiny_corpus, tmp_path):
     stage_file.write_text(f"unmasking_stages = {STAGES!r}\n")
     args = train_args(tiny_corpus, data_dir, out_dir, '--learning_rate=0.0', '--min_lr=0.0',
                       '--max_backlog_files=2', '--always_save_checkpoint=True')
-    code, out = run_script([args[0], str(stage_file), *args[1:], '--max_iters=14'])
+    code, out = run_main([args[0], str(stage_file), *args[1:], '--max_iters=14'])
     assert code == 0, out
     assert 'curriculum: 2 stages one at a time, starting at stage 0/1' in out
     assert re.search(r'^curriculum: stage 0 -> 1 at iter 2 ', out, re.M), out
@@ -146,7 +146,7 @@ def test_train_switches_stage_and_resume_keeps_it(tiny_corpus, tmp_path):
     stages_made = [int(s) for s in re.findall(r'train \d+_w000\.pt \(stage (\d)\)', producer_log)]
     assert stages_made[0] == 0 and stages_made[-1] == 1 and stages_made == sorted(stages_made), producer_log
     waiting = queue_io.ready_files(queue_io.split_dir(data_dir, 'train'))
-    assert waiting
+    assert waiting, producer_log + out
     for name in waiting:
         tensors, info = queue_io.load_batch_file(queue_io.split_dir(data_dir, 'train') + '/' + name)
         assert info['stages'] == [1] and (tensors['stage'] == 1).all()
@@ -155,8 +155,8 @@ def test_train_switches_stage_and_resume_keeps_it(tiny_corpus, tmp_path):
     # a stale curriculum.json (say, from another run): resuming restores the checkpoint's stage and rewrites it
     # for the producers (none here: the two iterations read a waiting file)
     queue_io.write_curriculum_state(str(data_dir), {'stage': 0})
-    code, out = run_script([args[0], str(stage_file), *args[1:], '--max_iters=16', '--init_from=resume',
-                            '--start_producer=False'])
+    code, out = run_main([args[0], str(stage_file), *args[1:], '--max_iters=16', '--init_from=resume',
+                          '--start_producer=False'])
     assert code == 0, out
     assert 'curriculum: 2 stages one at a time, resumed at stage 1/1' in out
     assert re.search(r'^iter 15/16 .*\| stage 1/1$', out, re.M) and 'stage 0 -> 1' not in out
