@@ -1,21 +1,37 @@
-"""Shared fixtures: a tiny corpus, tiny checkpoints, and a guard that no test leaves a child process behind."""
+"""Shared fixtures: a tiny corpus, tiny checkpoints, a tiny trained run and a filled queue made once per
+session, and the two ways to run a script: in a process of its own (stopped, with whatever it started, before
+run_script returns) or its main() in this one (run_main)."""
+import contextlib
 import dataclasses
 import http.server
+import importlib
+import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 import torch
 
 from checkpoints import save_checkpoint
+from common import run_cli
 from configurator import Config
 from data.corpus import build_vocab
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One torch thread in the test processes and the scripts they start, unless OMP_NUM_THREADS says otherwise: on
+# these tiny tensors more threads mostly wait for each other (test_compare.py's evaluate.py run: 4 CPU-seconds with
+# one thread, 10-18 with two, on a busy 2-core machine), and pytest-xdist keeps every core busy with a test process.
+if 'OMP_NUM_THREADS' not in os.environ:
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+
 SHARED_CORPUS = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'tinyshakespeare', 'input.txt')
 
 
@@ -51,6 +67,33 @@ def run_script(args, timeout=240, env=None, **kwargs):
     finally:
         stop_process_group(proc)
     return proc.returncode, out
+
+
+def run_main(args):
+    """What run_script(args) returns, with the script's main() run in this process behind common.run_cli,
+    as its `__main__` block runs it: (exit code, stdout and stderr as one text). For tests of what a
+    script prints and exits with; a test about the process itself (its pid, signals, children left
+    behind, resource limits) needs run_script. sys.argv, the working directory and the SIGTERM/SIGINT
+    handlers are put back afterwards."""
+    script, *argv = (str(arg) for arg in args)
+    main = importlib.import_module(os.path.splitext(script)[0]).main
+    output = io.StringIO()
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    saved_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    sys.argv = [script, *argv]
+    os.chdir(REPO_ROOT)
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            run_cli(main)
+        code = 0
+    except SystemExit as exited:
+        code = 0 if exited.code is None else exited.code
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        for sig, handler in saved_handlers.items():
+            signal.signal(sig, handler)
+    return code, output.getvalue()
 
 
 def stop_process_group(proc, timeout=10):
@@ -139,3 +182,52 @@ def logging_provider(provider_cls, cfg):
     provider.logged = []
     provider.log = provider.predictor.log = provider.follower.log = provider.logged.append
     return provider
+
+
+# -----------------------------------------------------------------------------
+# train.py on a tiny model and a tiny queue, and what one such run leaves behind, made once per session
+# (once per pytest-xdist worker: each worker has its own session and its own tmp_path_factory folder)
+
+# a model and a queue small enough that a training run is a few seconds of import and startup; the producer gets
+# data_wait_timeout to import torch and start, which on a busy machine (and beside other test processes) can
+# take far longer than on a quiet one
+TINY_DATA = ['--dataset=char_diffusion', '--batch_size=4', '--block_size=32', '--batches_per_file=2',
+             '--eval_iters=2', '--data_seed=7']
+TINY_MODEL = ['--n_layer=1', '--n_head=2', '--n_embd=32', '--dropout=0.0', '--device=cpu', '--compile=False',
+              '--log_interval=1', '--eval_interval=2', '--warmup_iters=1', '--lr_decay_iters=20',
+              '--data_wait_timeout=180.0']
+
+
+def data_args(corpus, data_dir):
+    return TINY_DATA + [f'--input_file={corpus}', f'--data_dir={data_dir}']
+
+
+def train_args(corpus, data_dir, out_dir, *more):
+    return ['train.py', *data_args(corpus, data_dir), *TINY_MODEL, f'--out_dir={out_dir}', *more]
+
+
+def copy_folder(folder, tmp_path, name=None):
+    """A copy of a shared folder under tmp_path, for a test that writes to it (a queue it consumes, an
+    out_dir it resumes): tests that share a session fixture never see each other's writes."""
+    return shutil.copytree(folder, tmp_path / (name or os.path.basename(folder)))
+
+
+@pytest.fixture(scope='session')
+def trained_run(tiny_corpus, tmp_path_factory):
+    """data_dir, out_dir and output (`out`) of `train.py --max_iters=4` with the producer it starts, run
+    once in a process of its own. Read it; to write, copy_folder() first."""
+    root = tmp_path_factory.mktemp('trained_run')
+    code, out = run_script(train_args(tiny_corpus, root / 'queue', root / 'out', '--max_iters=4'))
+    assert code == 0, out
+    return types.SimpleNamespace(data_dir=root / 'queue', out_dir=root / 'out', out=out)
+
+
+@pytest.fixture(scope='session')
+def filled_queue(tiny_corpus, tmp_path_factory):
+    """A queue of train_args()'s data with 12 train files and the validation set (24 batches), made
+    once by prepare.py's main(), no producer left. Copy it (copy_folder) to consume from it."""
+    data_dir = tmp_path_factory.mktemp('filled') / 'queue'
+    code, out = run_main(['prepare.py', *data_args(tiny_corpus, data_dir), '--max_files=12',
+                          '--max_backlog_files=12'])
+    assert code == 0, out
+    return data_dir

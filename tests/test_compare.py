@@ -1,7 +1,11 @@
 """The compare section: variants, frontiers, the significance rule and the detector states by hand;
 evaluate.py's compare section end to end on tiny checkpoints."""
+import contextlib
+import importlib.util
+import io
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -223,10 +227,21 @@ def compare_args(root, *extra):
             '--eval_batch_size=16', '--device=cpu', *extra]
 
 
-def test_compare_runs_every_variant_at_equal_forward_passes(compare_runs, tmp_path, capsys):
-    out = tmp_path / 'compare.json'
-    report = evaluate.main(compare_args(compare_runs, f'--output_file={out}'))['compare']
-    printed = capsys.readouterr().out
+@pytest.fixture(scope='module')
+def compare_run(compare_runs, tmp_path_factory):
+    """One evaluate.py --sections=compare run on the tiny checkpoints, shared by the tests below: its report,
+    what it printed, its output file and, where matplotlib is installed, its plots."""
+    folder = tmp_path_factory.mktemp('compare_run')
+    has_matplotlib = importlib.util.find_spec('matplotlib') is not None
+    plot = ['--plot=True', f'--compare_plot_dir={folder}'] if has_matplotlib else []
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        report = evaluate.main(compare_args(compare_runs, f'--output_file={folder / "compare.json"}', *plot))
+    return types.SimpleNamespace(report=report['compare'], printed=printed.getvalue(), folder=folder)
+
+
+def test_compare_runs_every_variant_at_equal_forward_passes(compare_runs, compare_run):
+    report, printed, out = compare_run.report, compare_run.printed, compare_run.folder / 'compare.json'
     for expected in ('compare at 4 forward passes', 'matched diversity at 6 forward passes', 'validation text',
                      'best with a learned remasker', 'detector on the sampler', 'wrong@merged'):
         assert expected in printed, expected
@@ -254,12 +269,10 @@ def test_compare_runs_every_variant_at_equal_forward_passes(compare_runs, tmp_pa
     assert saved['frontier'].keys() == {'2', '4', '6'} and len(saved['cells']) == len(report['cells'])
 
 
-def test_compare_plots(compare_runs, tmp_path):
+def test_compare_plots(compare_run):
     pytest.importorskip('matplotlib')
-    report = evaluate.main(compare_args(compare_runs, '--plot=True', f'--compare_plot_dir={tmp_path}',
-                                        '--compare_budgets=(2, 4)', '--compare_seeds=1'))
-    plots = report['compare']['plots']
-    assert plots == dict(quality=str(tmp_path / 'compare_quality.png'), frontier=str(tmp_path / 'compare_frontier.png'))
+    plots, folder = compare_run.report['plots'], compare_run.folder
+    assert plots == dict(quality=str(folder / 'compare_quality.png'), frontier=str(folder / 'compare_frontier.png'))
     assert all(open(path, 'rb').read(4) == b'\x89PNG' for path in plots.values())
 
 

@@ -69,7 +69,8 @@ def test_the_words_recipe_is_the_quick_model_and_data_trained_longer():
 @pytest.mark.parametrize('group', [QUICK, BABY, TEXT8_QUICK, TEXT8],
                          ids=['quick', 'nanoGPT-scale', 'text8 quick', 'text8 literature-scale'])
 def test_configs_used_together_share_architecture_and_optimiser(group):
-    settings = {name: tuple(train.resolve_config([config_path(name)])[0][k] for k in SHARED) for name in group}
+    resolved = {name: train.resolve_config([config_path(name)])[0] for name in group}  # one resolve per config
+    settings = {name: tuple(cfg[k] for k in SHARED) for name, cfg in resolved.items()}
     assert len(set(settings.values())) == 1, settings
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from common import UserError
-from conftest import run_script
+from conftest import run_main
 from data import corpus
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
@@ -67,8 +67,7 @@ def test_a_corpus_that_is_not_utf8_is_one_line_with_the_byte_offset(tmp_path):
 def test_random_bytes_as_corpus_is_a_user_error_through_the_cli(tmp_path):
     path = tmp_path / 'random.bin'
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
-    code, out = run_script(['prepare.py', f'--input_file={path}', f'--data_dir={tmp_path / "q"}', '--max_files=1'],
-                           timeout=60)
+    code, out = run_main(['prepare.py', f'--input_file={path}', f'--data_dir={tmp_path / "q"}', '--max_files=1'])
     assert code == 2 and out.startswith('error: corpus ') and 'not UTF-8' in out, out
     assert len(out.strip().splitlines()) == 1
 

@@ -4,6 +4,7 @@ checkpoints, curriculum.json between trainer and producer, the queue checks, and
 import json
 import math
 import re
+import signal
 
 import pytest
 import torch
@@ -13,9 +14,10 @@ from common import UserError
 from configurator import Config
 from curriculum import (DEFAULT_STALE_COUNT, RunCurriculum, StageCurriculum, check_queue_schedule, stale_counts,
                         start_curriculum)
+from test_prepare import start_producer, wait_until
 from test_providers import make_file, make_provider
-from test_train import train_args
-from conftest import run_script
+from test_train import data_args, train_args
+from conftest import run_main, stop_process_group
 
 # (validation loss, the stage after it was observed) with val_loss_stale_count 2, 3, 1
 SEQUENCE = [
@@ -129,34 +131,47 @@ def test_queues_that_agree_are_accepted(tmp_path):
 
 def test_train_switches_stage_and_resume_keeps_it(tiny_corpus, tmp_path):
     """Two stages with val_loss_stale_count=1 and a learning rate of 0, so the validation loss never
-    improves: evaluation 0 sets the best, evaluation 2 is stale and switches to stage 1."""
+    improves: evaluation 0 sets the best, evaluation 2 is stale and switches to stage 1. The producer is
+    started here and train.py uses it, so that it goes on after the run and leaves stage-1 files waiting
+    whatever the timing (a producer train.py started is stopped with it, maybe before it wrote another)."""
     data_dir, out_dir = tmp_path / 'queue', tmp_path / 'out'
     stage_file = tmp_path / 'stages.py'
     stage_file.write_text(f"unmasking_stages = {STAGES!r}\n")
     args = train_args(tiny_corpus, data_dir, out_dir, '--learning_rate=0.0', '--min_lr=0.0',
                       '--max_backlog_files=2', '--always_save_checkpoint=True')
-    code, out = run_script([args[0], str(stage_file), *args[1:], '--max_iters=14'])
-    assert code == 0, out
-    assert 'curriculum: 2 stages one at a time, starting at stage 0/1' in out
-    assert re.search(r'^curriculum: stage 0 -> 1 at iter 2 ', out, re.M), out
-    assert re.search(r'^iter 2/14 .*\| stage 0/1$', out, re.M) and re.search(r'^iter 14/14 .*\| stage 1/1$', out, re.M)
-    assert re.search(r'^eval iter 4: val loss \S+, nelbo_bits \S+, stage_0_random', out, re.M), out
+    producer = start_producer(['prepare.py', str(stage_file), *data_args(tiny_corpus, data_dir),
+                               '--max_backlog_files=2'])
+    try:
+        wait_until(lambda: queue_io.live_producers(str(data_dir)), what='the producer')
+        code, out = run_main([args[0], str(stage_file), *args[1:], '--max_iters=14'])
+        assert code == 0, out
+        assert 'using the live producer' in out
+        assert 'curriculum: 2 stages one at a time, starting at stage 0/1' in out
+        assert re.search(r'^curriculum: stage 0 -> 1 at iter 2 ', out, re.M), out
+        assert re.search(r'^iter 2/14 .*\| stage 0/1$', out, re.M)
+        assert re.search(r'^iter 14/14 .*\| stage 1/1$', out, re.M)
+        assert re.search(r'^eval iter 4: val loss \S+, nelbo_bits \S+, stage_0_random', out, re.M), out
+        train_dir = queue_io.split_dir(data_dir, 'train')
+        wait_until(lambda: len(queue_io.ready_files(train_dir)) >= 2, what='a full backlog')
+        producer.send_signal(signal.SIGTERM)
+        producer_log, _ = producer.communicate(timeout=60)
+    finally:
+        stop_process_group(producer)
     # the producer made stage-0 files, then (once it read the switch) stage-1 files; the last ones wait in the queue
-    producer_log = next(out_dir.glob('producer_*.log')).read_text()
     stages_made = [int(s) for s in re.findall(r'train \d+_w000\.pt \(stage (\d)\)', producer_log)]
     assert stages_made[0] == 0 and stages_made[-1] == 1 and stages_made == sorted(stages_made), producer_log
-    waiting = queue_io.ready_files(queue_io.split_dir(data_dir, 'train'))
-    assert waiting
+    waiting = queue_io.ready_files(train_dir)
+    assert waiting, producer_log + out
     for name in waiting:
-        tensors, info = queue_io.load_batch_file(queue_io.split_dir(data_dir, 'train') + '/' + name)
+        tensors, info = queue_io.load_batch_file(train_dir + '/' + name)
         assert info['stages'] == [1] and (tensors['stage'] == 1).all()
     assert torch.load(out_dir / 'ckpt.pt', weights_only=False)['curriculum']['stage'] == 1
 
     # a stale curriculum.json (say, from another run): resuming restores the checkpoint's stage and rewrites it
     # for the producers (none here: the two iterations read a waiting file)
     queue_io.write_curriculum_state(str(data_dir), {'stage': 0})
-    code, out = run_script([args[0], str(stage_file), *args[1:], '--max_iters=16', '--init_from=resume',
-                            '--start_producer=False'])
+    code, out = run_main([args[0], str(stage_file), *args[1:], '--max_iters=16', '--init_from=resume',
+                          '--start_producer=False'])
     assert code == 0, out
     assert 'curriculum: 2 stages one at a time, resumed at stage 1/1' in out
     assert re.search(r'^iter 15/16 .*\| stage 1/1$', out, re.M) and 'stage 0 -> 1' not in out

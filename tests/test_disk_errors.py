@@ -14,7 +14,7 @@ import checkpoints
 import queue_io
 from common import run_cli
 from configurator import Config
-from conftest import run_script
+from conftest import run_main, run_script
 from test_inference_replacement import tiny_checkpoint
 from test_train import data_args, error_lines, train_args
 
@@ -133,6 +133,6 @@ def test_producer_removes_stale_temp_files_of_the_queue(tiny_corpus, tmp_path):
             os.path.join(data_dir, f'.input.txt.tmp-{dead}-0')]        # not the queue's: data_dir may be a source folder
     for path in stale + kept:
         open(path, 'wb').close()
-    code, out = run_script(['prepare.py', *data_args(tiny_corpus, data_dir), '--max_files=1'], timeout=120)
+    code, out = run_main(['prepare.py', *data_args(tiny_corpus, data_dir), '--max_files=1'])
     assert code == 0, out
     assert [os.path.exists(p) for p in stale] == [False] * 3 and all(os.path.exists(p) for p in kept)

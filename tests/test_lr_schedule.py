@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from configurator import Config
-from conftest import run_script
-from test_train import error_lines, prefill, train_args
+from conftest import copy_folder, run_main
+from test_train import error_lines, train_args
 
 
 def schedule(**overrides):
@@ -55,8 +55,8 @@ def test_cosine_stays_the_default_schedule():
     (['--init_from=branch'], 'needs branch_from'),
 ])
 def test_schedule_and_branch_settings_are_checked_in_one_line(overrides, message, tiny_corpus, tmp_path):
-    code, out = run_script(train_args(tiny_corpus, tmp_path / 'q', tmp_path / 'out', '--start_producer=False',
-                                      *overrides))
+    code, out = run_main(train_args(tiny_corpus, tmp_path / 'q', tmp_path / 'out', '--start_producer=False',
+                                    *overrides))
     assert code == 2 and len(error_lines(out)) == 1 and message in error_lines(out)[0], out
 
 
@@ -64,25 +64,27 @@ def lrs_logged(out):
     return {int(it): float(lr) for it, lr in re.findall(r'^iter (\d+)/\d+ \| loss \S+ \| lr (\S+)', out, re.M)}
 
 
-def test_a_branch_decays_from_a_stable_checkpoint_into_its_own_out_dir(tiny_corpus, tmp_path):
-    main_dir, branch_dir, queued = tmp_path / 'main', tmp_path / 'branch', tmp_path / 'queue'
-    prefill(tiny_corpus, queued, files=12)  # 24 batches for the 20 steps below
+@pytest.mark.xdist_group('trained_run')
+def test_a_branch_decays_from_a_stable_checkpoint_into_its_own_out_dir(tiny_corpus, filled_queue, trained_run,
+                                                                       tmp_path):
+    main_dir, branch_dir = tmp_path / 'main', tmp_path / 'branch'
+    queued = copy_folder(filled_queue, tmp_path)  # 24 batches for the 20 steps below
     wsd = ['--lr_schedule=wsd', '--learning_rate=1e-3', '--min_lr=1e-4', '--always_save_checkpoint=True']
-    code, out = run_script(train_args(tiny_corpus, queued, main_dir, '--max_iters=8', '--start_producer=False', *wsd))
+    code, out = run_main(train_args(tiny_corpus, queued, main_dir, '--max_iters=8', '--start_producer=False', *wsd))
     assert code == 0, out
     stable = torch.load(main_dir / 'ckpt_unmasking_4.pt', weights_only=True)
     assert 'optimizer' in stable and stable['iter_num'] == 4  # every wsd checkpoint can start a branch
 
     # the weights-only checkpoint of a cosine run cannot: one line
-    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'cos', '--max_iters=4', '--start_producer=False'))
-    assert code == 0, out
-    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'b0', '--max_iters=8', '--start_producer=False',
-                                      '--init_from=branch', f'--branch_from={tmp_path / "cos" / "ckpt_unmasking_2.pt"}'))
+    cosine = trained_run.out_dir / 'ckpt_unmasking_4.pt'
+    assert 'optimizer' not in torch.load(cosine, weights_only=True)
+    code, out = run_main(train_args(tiny_corpus, queued, tmp_path / 'b0', '--max_iters=8', '--start_producer=False',
+                                    '--init_from=branch', f'--branch_from={cosine}'))
     assert code == 2 and 'no optimizer state' in error_lines(out)[0], out
 
     branch = ['--init_from=branch', f'--branch_from={main_dir / "ckpt_unmasking_4.pt"}', *wsd]
     source_files = sorted(os.listdir(main_dir))
-    code, out = run_script(train_args(tiny_corpus, queued, branch_dir, '--max_iters=6', '--start_producer=False', *branch))
+    code, out = run_main(train_args(tiny_corpus, queued, branch_dir, '--max_iters=6', '--start_producer=False', *branch))
     assert code == 0, out
     assert 'branched into' in out and 'at iter 4' in out and 'until iter 4' in out, out
     logged = lrs_logged(out)
@@ -94,11 +96,11 @@ def test_a_branch_decays_from_a_stable_checkpoint_into_its_own_out_dir(tiny_corp
     assert torch.load(main_dir / 'ckpt.pt', weights_only=True)['iter_num'] == 8
 
     # resumed with a longer max_iters, the branch still decays from its branch point
-    code, out = run_script(train_args(tiny_corpus, queued, branch_dir, '--max_iters=8', '--start_producer=False',
-                                      '--init_from=resume', *wsd))
+    code, out = run_main(train_args(tiny_corpus, queued, branch_dir, '--max_iters=8', '--start_producer=False',
+                                    '--init_from=resume', *wsd))
     assert code == 0, out
     assert 'until iter 4' in out and max(lrs_logged(out).values()) < 1e-3, out
 
     # a branch into the source's own folder is refused
-    code, out = run_script(train_args(tiny_corpus, queued, main_dir, '--max_iters=12', '--start_producer=False', *branch))
+    code, out = run_main(train_args(tiny_corpus, queued, main_dir, '--max_iters=12', '--start_producer=False', *branch))
     assert code == 2 and 'out_dir of its own' in error_lines(out)[0], out

@@ -8,7 +8,7 @@ import time
 import torch
 
 import queue_io
-from conftest import REPO_ROOT, run_script, stop_process_group
+from conftest import REPO_ROOT, run_main, run_script, stop_process_group
 
 TINY = ['--batch_size=8', '--block_size=32', '--batches_per_file=2', '--eval_iters=3']  # 2 val files
 
@@ -52,9 +52,9 @@ def load_all(data_dir):
 
 def test_max_files_run_is_reproducible(tiny_corpus, tmp_path):
     runs = []
-    for name in ('a', 'b'):
+    for name, run in (('a', run_main), ('b', run_script)):  # the second in a process of its own
         data_dir = tmp_path / name
-        code, out = run_script(prepare_args(tiny_corpus, data_dir, '--max_files=3'), timeout=120)
+        code, out = run(prepare_args(tiny_corpus, data_dir, '--max_files=3'))
         assert code == 0, out
         assert train_files(data_dir) == [queue_io.train_file_name(seq, 0) for seq in range(3)]
         val_names = queue_io.ready_files(queue_io.split_dir(data_dir, 'val'))
@@ -126,7 +126,7 @@ def test_sigkill_then_restart_resumes(tiny_corpus, tmp_path):
     # what a kill during a write leaves behind: a temp file named after the dead process
     stale = os.path.join(queue_io.split_dir(data_dir, 'train'), f'.999999999_w000.pt.tmp-{proc.pid}-0')
     open(stale, 'wb').close()
-    code, out = run_script(args + ['--max_files=2'], timeout=120)
+    code, out = run_main(args + ['--max_files=2'])
     assert code == 0, out
     new_files = sorted(set(train_files(data_dir)) - set(killed_files))
     last_seq = max(int(name[:9]) for name in killed_files)
@@ -137,7 +137,7 @@ def test_sigkill_then_restart_resumes(tiny_corpus, tmp_path):
 def test_config_errors_are_one_line(tiny_corpus, tmp_path):
     for bad, expected in (('--batch_sise=8', "unknown config key 'batch_sise' (did you mean 'batch_size'?)"),
                           ('--max_backlog_files=many', 'max_backlog_files expects a int')):
-        code, out = run_script(prepare_args(tiny_corpus, tmp_path / 'q', bad), timeout=60)
+        code, out = run_main(prepare_args(tiny_corpus, tmp_path / 'q', bad))
         assert code == 2 and out.startswith('error: ') and expected in out, out
         assert len(out.strip().splitlines()) == 1
 
@@ -146,7 +146,7 @@ def test_changed_settings_are_refused_on_the_command_line(tiny_corpus, tmp_path)
     data_dir = tmp_path / 'q'
     data_dir.mkdir()
     queue_io.write_meta(data_dir, {'fingerprint': 'made with other settings'})
-    code, out = run_script(prepare_args(tiny_corpus, data_dir, '--max_files=1'), timeout=60)
+    code, out = run_main(prepare_args(tiny_corpus, data_dir, '--max_files=1'))
     assert code == 2 and out.startswith('error: ') and 'clear_queue=True' in out, out
     assert len(out.strip().splitlines()) == 1
 

@@ -12,7 +12,7 @@ import checkpoints
 import queue_io
 from common import UserError
 from configurator import Config
-from conftest import run_script
+from conftest import copy_folder, run_main
 from test_inference_replacement import BLOCK_SIZE, save_tiny, tiny_checkpoint
 from test_train import data_args, error_lines, train_args
 
@@ -40,13 +40,10 @@ def plant_meta(data_dir, marker):
         pickle.dump({'stoi': {'a': 0}, 'payload': Payload(marker)}, f)
 
 
-@pytest.fixture(scope='module')
-def trained(tiny_corpus, tmp_path_factory):
+@pytest.fixture
+def trained(trained_run):
     """(data_dir, out_dir) of a 4-iteration tiny run: real checkpoints, a queue with its meta.pkl."""
-    root = tmp_path_factory.mktemp('trained')
-    code, out = run_script(train_args(tiny_corpus, root / 'queue', root / 'out', '--max_iters=4'))
-    assert code == 0, out
-    return root / 'queue', root / 'out'
+    return trained_run.data_dir, trained_run.out_dir
 
 
 def one_error_line(code, out, *words):
@@ -62,6 +59,7 @@ def one_error_line(code, out, *words):
 # the project's own files
 
 
+@pytest.mark.xdist_group('trained_run')
 def test_project_checkpoints_load_weights_only(trained):
     _, out_dir = trained
     for name in ('ckpt_unmasking_4.pt', 'ckpt.pt'):
@@ -125,7 +123,7 @@ def test_sample_and_evaluate_refuse_a_crafted_checkpoint(script, tmp_path):
     marker, out_dir = tmp_path / 'marker', tmp_path / 'out'
     path = plant_checkpoint(out_dir / 'ckpt_unmasking_200.pt', marker)
     no_reference = ['--reference_checkpoint_name=None'] if script == 'evaluate.py' else []
-    code, out = run_script([script, f'--out_dir={out_dir}', '--device=cpu', *no_reference], timeout=120)
+    code, out = run_main([script, f'--out_dir={out_dir}', '--device=cpu', *no_reference])
     one_error_line(code, out, path, "'io.open'", 'trust_checkpoint_pickle')
     assert not marker.exists()
 
@@ -133,8 +131,8 @@ def test_sample_and_evaluate_refuse_a_crafted_checkpoint(script, tmp_path):
 def test_resume_refuses_a_crafted_checkpoint(tiny_corpus, tmp_path):
     marker, out_dir = tmp_path / 'marker', tmp_path / 'out'
     plant_checkpoint(out_dir / 'ckpt.pt', marker)
-    code, out = run_script(train_args(tiny_corpus, tmp_path / 'queue', out_dir, '--init_from=resume',
-                                      '--start_producer=False'))
+    code, out = run_main(train_args(tiny_corpus, tmp_path / 'queue', out_dir, '--init_from=resume',
+                                    '--start_producer=False'))
     one_error_line(code, out, str(out_dir / 'ckpt.pt'), "'io.open'", 'trust_checkpoint_pickle')
     assert not marker.exists()
 
@@ -143,10 +141,10 @@ def test_watching_provider_skips_a_crafted_checkpoint_and_keeps_producing(tiny_c
     marker, out_dir, data_dir = tmp_path / 'marker', tmp_path / 'out', tmp_path / 'queue'
     good = save_tiny(out_dir, 'ckpt_unmasking_100.pt', 100)
     crafted = plant_checkpoint(out_dir / 'ckpt_unmasking_200.pt', marker)
-    code, out = run_script(['prepare.py', '--dataset=char_inference_replacement', f'--input_file={tiny_corpus}',
-                            f'--data_dir={data_dir}', f'--checkpoint_dir={out_dir}', f'--block_size={BLOCK_SIZE}',
-                            '--batch_size=8', '--batches_per_file=2', '--eval_iters=2', '--max_files=2',
-                            '--inference_refresh_seconds=0.0'], timeout=120)
+    code, out = run_main(['prepare.py', '--dataset=char_inference_replacement', f'--input_file={tiny_corpus}',
+                          f'--data_dir={data_dir}', f'--checkpoint_dir={out_dir}', f'--block_size={BLOCK_SIZE}',
+                          '--batch_size=8', '--batches_per_file=2', '--eval_iters=2', '--max_files=2',
+                          '--inference_refresh_seconds=0.0'])
     assert code == 0, out
     refusals = [line for line in out.splitlines() if 'refusing checkpoint' in line]
     assert len(refusals) == 1 and crafted in refusals[0] and 'weights_only=True' in refusals[0], out
@@ -157,10 +155,11 @@ def test_watching_provider_skips_a_crafted_checkpoint_and_keeps_producing(tiny_c
     assert not marker.exists()
 
 
+@pytest.mark.xdist_group('trained_run')
 def test_trusted_old_checkpoint_resumes_and_says_so(tiny_corpus, trained, tmp_path):
     """An old-style ckpt.pt (numpy RNG state as an ndarray, as earlier versions wrote it): refused,
     then opened with trust_checkpoint_pickle=True, with a note; the run then saves safe checkpoints."""
-    data_dir, out_dir = trained
+    data_dir, out_dir = copy_folder(trained[0], tmp_path), trained[1]  # the run below consumes from its queue
     old = torch.load(out_dir / 'ckpt.pt', weights_only=True)
     old['rng_state']['numpy'] = np.random.get_state()  # ('MT19937', ndarray, ...)
     (tmp_path / 'out').mkdir()
@@ -168,8 +167,8 @@ def test_trusted_old_checkpoint_resumes_and_says_so(tiny_corpus, trained, tmp_pa
     with pytest.raises(checkpoints.UntrustedCheckpoint, match='numpy.*--trust_checkpoint_pickle=True'):
         checkpoints.load_checkpoint(str(tmp_path / 'out' / 'ckpt.pt'))  # train.py says it as one line (above)
 
-    code, out = run_script(train_args(tiny_corpus, data_dir, tmp_path / 'out', '--init_from=resume',
-                                      '--max_iters=6', '--trust_checkpoint_pickle=True'))
+    code, out = run_main(train_args(tiny_corpus, data_dir, tmp_path / 'out', '--init_from=resume',
+                                    '--max_iters=6', '--trust_checkpoint_pickle=True'))
     assert code == 0, out
     notes = [line for line in out.splitlines() if line.startswith('note:') and 'full unpickling' in line]
     assert len(notes) == 1 and 'trust_checkpoint_pickle=True' in notes[0], out
@@ -198,7 +197,7 @@ def test_unsafe_or_damaged_meta_is_one_line(reader, plant, words, tiny_corpus, t
     else:  # alone it reads meta.pkl itself; with a producer, the producer's refusal is reported
         args = train_args(tiny_corpus, data_dir, tmp_path / 'out',
                           *(['--start_producer=False'] if reader == 'train.py' else []))
-    code, out = run_script(args, timeout=120)
+    code, out = run_main(args)
     one_error_line(code, out, queue_io.meta_path(str(data_dir)), 'clear_queue=True', 'delete it', *words)
     assert not marker.exists()
 
@@ -206,7 +205,6 @@ def test_unsafe_or_damaged_meta_is_one_line(reader, plant, words, tiny_corpus, t
 def test_clear_queue_replaces_a_damaged_meta(tiny_corpus, tmp_path):
     data_dir = tmp_path / 'queue'
     damage_meta(data_dir, None)
-    code, out = run_script(['prepare.py', *data_args(tiny_corpus, data_dir), '--max_files=1', '--clear_queue=True'],
-                           timeout=120)
+    code, out = run_main(['prepare.py', *data_args(tiny_corpus, data_dir), '--max_files=1', '--clear_queue=True'])
     assert code == 0, out
     assert queue_io.read_meta(str(data_dir))['block_size'] == 32

@@ -16,22 +16,8 @@ import torch
 
 import queue_io
 from common import UserError
-from conftest import REPO_ROOT, run_script, stop_process_group
-
-# a model and a queue small enough that a training run is a few seconds of import and startup
-TINY_DATA = ['--dataset=char_diffusion', '--batch_size=4', '--block_size=32', '--batches_per_file=2',
-             '--eval_iters=2', '--data_seed=7']
-TINY_MODEL = ['--n_layer=1', '--n_head=2', '--n_embd=32', '--dropout=0.0', '--device=cpu', '--compile=False',
-              '--log_interval=1', '--eval_interval=2', '--warmup_iters=1', '--lr_decay_iters=20',
-              '--data_wait_timeout=60.0']
-
-
-def data_args(corpus, data_dir):
-    return TINY_DATA + [f'--input_file={corpus}', f'--data_dir={data_dir}']
-
-
-def train_args(corpus, data_dir, out_dir, *more):
-    return ['train.py', *data_args(corpus, data_dir), *TINY_MODEL, f'--out_dir={out_dir}', *more]
+from conftest import (REPO_ROOT, TINY_DATA, TINY_MODEL, copy_folder, data_args, run_main, run_script,  # noqa: F401
+                      stop_process_group, train_args)
 
 
 def prefill(corpus, data_dir, files):
@@ -41,12 +27,10 @@ def prefill(corpus, data_dir, files):
     assert code == 0, out
 
 
-@pytest.fixture(scope='module')
-def queued(tiny_corpus, tmp_path_factory):
-    """One pre-filled queue (10 train files) for the tests that need data but no producer."""
-    data_dir = tmp_path_factory.mktemp('queued')
-    prefill(tiny_corpus, data_dir, files=10)
-    return data_dir
+@pytest.fixture
+def queued(filled_queue, tmp_path):
+    """A pre-filled queue (12 train files) of this test's own, for the tests that need data but no producer."""
+    return copy_folder(filled_queue, tmp_path, 'queued')
 
 
 def train_files(data_dir):
@@ -57,27 +41,29 @@ def error_lines(out):
     return [line for line in out.splitlines() if line.startswith('error:')]
 
 
-def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
-    data_dir, out_dir = tmp_path / 'queue', tmp_path / 'out'
-    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=4'))
-    assert code == 0, out
+@pytest.mark.xdist_group('trained_run')
+def test_train_spawns_producer_saves_and_resumes(trained_run, tiny_corpus, tmp_path):
+    out = trained_run.out  # train.py --max_iters=4 in a process of its own, with the producer it started
     pid = int(re.search(r'started producer pid (\d+)', out).group(1))
     assert not queue_io.pid_alive(pid), "the producer outlived train.py"
-    assert queue_io.live_producers(str(data_dir)) == []
+    assert queue_io.live_producers(str(trained_run.data_dir)) == []
     assert 'data wait' in out and 'tok/s' in out
-    names = sorted(os.listdir(out_dir))
+    names = sorted(os.listdir(trained_run.out_dir))
     assert 'ckpt_unmasking_4.pt' in names and 'ckpt.pt' in names, names
-    run_config = json.loads((out_dir / [n for n in names if n.startswith('config_')][0]).read_text())
+    run_config = json.loads((trained_run.out_dir / [n for n in names if n.startswith('config_')][0]).read_text())
     assert run_config['batches_per_file'] == 2 and run_config['n_layer'] == 1  # provider keys too
 
-    weights = torch.load(out_dir / 'ckpt_unmasking_4.pt', weights_only=True)
+    weights = torch.load(trained_run.out_dir / 'ckpt_unmasking_4.pt', weights_only=True)
     assert 'optimizer' not in weights and weights['iter_num'] == 4
     assert not any(k.startswith(('_orig_mod.', 'module.')) for k in weights['model'])
     assert weights['meta']['stoi'] and weights['config']['training_type'] == 'unmasking'
 
-    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=6', '--init_from=resume'))
+    # resumed in copies of its folders (the shared run stays as it was), again starting a producer
+    data_dir, out_dir = copy_folder(trained_run.data_dir, tmp_path), copy_folder(trained_run.out_dir, tmp_path)
+    code, out = run_main(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=6', '--init_from=resume'))
     assert code == 0, out
     assert 'resumed from' in out and 'at iter 4' in out and 'optimizer state loaded' in out
+    assert 'started producer pid' in out and queue_io.live_producers(str(data_dir)) == []
     latest = torch.load(out_dir / 'ckpt.pt', weights_only=True)
     assert latest['iter_num'] == 6 and latest['run_id'] == weights['run_id']
     # AdamW counts its steps: 6 means the 4 of the first run came back with the optimizer state
@@ -85,8 +71,8 @@ def test_train_spawns_producer_saves_and_resumes(tiny_corpus, tmp_path):
     assert re.search(r'^iter 5/6', out, re.M) and not re.search(r'^iter [1-4]/', out, re.M)
 
     # the same out_dir with another architecture: one line, nothing overwritten
-    code, out = run_script(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=8', '--init_from=resume',
-                                      '--n_layer=2'))
+    code, out = run_main(train_args(tiny_corpus, data_dir, out_dir, '--max_iters=8', '--init_from=resume',
+                                    '--n_layer=2'))
     assert code == 2, out
     assert len(error_lines(out)) == 1 and 'n_layer=1' in error_lines(out)[0], out
     assert torch.load(out_dir / 'ckpt.pt', weights_only=True)['iter_num'] == 6
@@ -96,23 +82,23 @@ def test_resume_without_checkpoint_lists_out_dir(tiny_corpus, tmp_path):
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     (out_dir / 'ckpt_unmasking_2.pt').write_bytes(b'')
-    code, out = run_script(train_args(tiny_corpus, tmp_path / 'queue', out_dir, '--init_from=resume',
-                                      '--start_producer=False'))
+    code, out = run_main(train_args(tiny_corpus, tmp_path / 'queue', out_dir, '--init_from=resume',
+                                    '--start_producer=False'))
     assert code == 2 and len(error_lines(out)) == 1, out
     assert 'ckpt_unmasking_2.pt' in error_lines(out)[0]
 
 
 def test_remasking_refuses_partial_target_queue(tiny_corpus, queued, tmp_path):
-    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=remasking',
-                                      '--start_producer=False'))
+    code, out = run_main(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=remasking',
+                                    '--start_producer=False'))
     assert code == 2, out
     assert len(error_lines(out)) == 1 and 'full targets' in error_lines(out)[0], out
     assert 'Traceback' not in out
 
 
 def test_autoregressive_needs_causal_attention(tiny_corpus, tmp_path):
-    code, out = run_script(train_args(tiny_corpus, tmp_path / 'queue', tmp_path / 'out',
-                                      '--training_type=autoregressive', '--start_producer=False'))
+    code, out = run_main(train_args(tiny_corpus, tmp_path / 'queue', tmp_path / 'out',
+                                    '--training_type=autoregressive', '--start_producer=False'))
     assert code == 2 and len(error_lines(out)) == 1 and 'causal' in error_lines(out)[0], out
 
 
@@ -260,10 +246,10 @@ def test_merged_run_writes_merged_checkpoints_and_prints_a_refused_checkpoint_on
     from conftest import save_tiny
     watched, out_dir = tmp_path / 'watched', tmp_path / 'out'
     save_tiny(watched, 'ckpt_unmasking_100.pt', 100, block_size=64)  # the queue's block_size is 32
-    code, out = run_script(['train.py', *SAMPLER_STATES, f'--input_file={tiny_corpus}',
-                            f'--data_dir={tmp_path / "queue"}', *TINY_MODEL, f'--out_dir={out_dir}',
-                            f'--checkpoint_dir={watched}', '--training_type=merged',
-                            "--left_masked_ratio_range=(0.0, 1.0)", '--max_iters=4', '--always_save_checkpoint=True'])
+    code, out = run_main(['train.py', *SAMPLER_STATES, f'--input_file={tiny_corpus}',
+                          f'--data_dir={tmp_path / "queue"}', *TINY_MODEL, f'--out_dir={out_dir}',
+                          f'--checkpoint_dir={watched}', '--training_type=merged',
+                          "--left_masked_ratio_range=(0.0, 1.0)", '--max_iters=4', '--always_save_checkpoint=True'])
     assert code == 0, out
     assert {'ckpt_merged_2.pt', 'ckpt_merged_4.pt', 'ckpt.pt'} <= set(os.listdir(out_dir)), os.listdir(out_dir)
     weights = torch.load(out_dir / 'ckpt_merged_4.pt', weights_only=False)
@@ -311,7 +297,7 @@ def test_trainer_says_why_its_producer_waits_for_a_checkpoint(tiny_corpus, tmp_p
 
 
 def test_merged_refuses_a_queue_without_mask(tiny_corpus, queued, tmp_path):
-    code, out = run_script(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=merged',
-                                      '--start_producer=False'))
+    code, out = run_main(train_args(tiny_corpus, queued, tmp_path / 'out', '--training_type=merged',
+                                    '--start_producer=False'))
     assert code == 2 and len(error_lines(out)) == 1, out
     assert 'config/train_merged.py' in error_lines(out)[0]
