@@ -1,5 +1,5 @@
 # The README's next step after the quick job: the same small model trained four times as long
-# (3,200 steps, about 18 minutes on 2 CPU cores), far enough that most of what it writes is real
+# (3,200 steps, about 19 minutes on 2 CPU cores), far enough that most of what it writes is real
 # words at the diversity of real text (docs/results.md, "A recipe that writes words").
 # $ python train.py config/train_shakespeare_char_words.py
 # $ python sample.py --out_dir=out-shakespeare-char-words
