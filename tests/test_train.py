@@ -20,13 +20,6 @@ from conftest import (REPO_ROOT, TINY_DATA, TINY_MODEL, copy_folder, data_args, 
                       stop_process_group, train_args)
 
 
-def prefill(corpus, data_dir, files):
-    """A queue with `files` train files and the validation set, made by prepare.py, no producer left."""
-    code, out = run_script(['prepare.py', *data_args(corpus, data_dir), f'--max_files={files}',
-                            f'--max_backlog_files={files}'], timeout=120)
-    assert code == 0, out
-
-
 @pytest.fixture
 def queued(filled_queue, tmp_path):
     """A pre-filled queue (12 train files) of this test's own, for the tests that need data but no producer."""
