@@ -17,21 +17,7 @@ data_dir = 'data/char_diffusion/quick'  # its own queue, so other char_diffusion
 batch_size = 32
 block_size = 128
 batches_per_file = 25
-# every row gets its own masking rate, so the model sees everything from a few holes to a blank page:
-# generation starts from a fully masked block and unmasks it step by step. Lightly masked rows carry
-# the most signal early on (the neighbours are there to read), so half the rows stay at or below 50%.
-use_all_stages_for_training = True
-unmasking_stages = [
-    {'type': 'random', 'max_masked_ratio': 1.0},
-    {'type': 'random', 'max_masked_ratio': 0.5},
-    {'type': 'random', 'max_masked_ratio': 0.25},
-    {'type': 'sticky', 'target_masked_ratio': 0.5, 'p1_probability': 0.1, 'p2_probability': 0.7},
-]
-validation_stages = [
-    {'type': 'random', 'max_masked_ratio': 0.3},
-    {'type': 'random', 'max_masked_ratio': 1.0},
-    {'type': 'sticky', 'target_masked_ratio': 0.5, 'p1_probability': 0.1, 'p2_probability': 0.7},
-]
+composition_config = 'quick'  # data/compositions/quick.py: the four-stage mix, every row its own masking rate
 
 # a small model: 4 layers, 4 heads, 128 wide, 128 characters of context
 n_layer = 4

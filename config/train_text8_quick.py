@@ -20,19 +20,7 @@ data_dir = 'data/char_diffusion/text8-quick'  # its own queue: text8 never mixes
 batch_size = 32
 block_size = 128
 batches_per_file = 25
-# the quick config's four-stage mix (every row its own masking rate), which measured best at this budget
-use_all_stages_for_training = True
-unmasking_stages = [
-    {'type': 'random', 'max_masked_ratio': 1.0},
-    {'type': 'random', 'max_masked_ratio': 0.5},
-    {'type': 'random', 'max_masked_ratio': 0.25},
-    {'type': 'sticky', 'target_masked_ratio': 0.5, 'p1_probability': 0.1, 'p2_probability': 0.7},
-]
-validation_stages = [
-    {'type': 'random', 'max_masked_ratio': 0.3},
-    {'type': 'random', 'max_masked_ratio': 1.0},
-    {'type': 'sticky', 'target_masked_ratio': 0.5, 'p1_probability': 0.1, 'p2_probability': 0.7},
-]
+composition_config = 'quick'  # data/compositions/quick.py: the quick config's four-stage mix, best at this budget
 
 # the quick model: 4 layers, 4 heads, 128 wide, 128 characters of context
 n_layer = 4
